@@ -1,0 +1,1 @@
+"""trainlab: a Hydra + Lightning lab for training techniques."""

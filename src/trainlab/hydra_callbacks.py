@@ -1,0 +1,56 @@
+"""Hydra callbacks. Hydra imports this module at startup, so its imports stay light.
+
+Registered by the training config as::
+
+    hydra:
+      callbacks:
+        report:
+          _target_: trainlab.hydra_callbacks.SweepReport
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from typing_extensions import override
+
+log = logging.getLogger(__name__)
+
+
+class SweepReport(Callback):
+    """Write the sweep report (:func:`trainlab.report.write_report`) when a multirun ends.
+
+    Args:
+        metrics: Metrics for the table and plots; default: the report's defaults.
+        option_keys: Override keys that define an option; default: those that vary.
+    """
+
+    def __init__(
+        self, metrics: Sequence[str] | None = None, option_keys: Sequence[str] | None = None
+    ) -> None:
+        # Hydra passes ListConfig; keep plain lists.
+        self.metrics = None if metrics is None else [str(m) for m in metrics]
+        self.option_keys = None if option_keys is None else [str(k) for k in option_keys]
+
+    @override
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Write the report into ``hydra.sweep.dir``; never raises.
+
+        A bug in the report must not turn a finished sweep into an error, so every
+        exception is logged as a warning. ``config`` is the object the sweeper used, so a
+        ``${now:...}`` in the sweep dir resolves to the cached, identical time.
+        """
+        try:
+            sweep_dir = str(config.hydra.sweep.dir)
+            from trainlab.report import write_report  # matplotlib only when reporting
+
+            files = write_report(sweep_dir, metrics=self.metrics, option_keys=self.option_keys)
+        except Exception as exc:  # any report bug, see docstring
+            log.warning("Sweep report not written: %s: %s", type(exc).__name__, exc, exc_info=True)
+            return
+        print(f"Sweep report in {sweep_dir}: " + ", ".join(sorted(files)))
+        print(f"  summary: {files['summary.md']}")

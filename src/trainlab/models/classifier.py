@@ -1,0 +1,149 @@
+"""The one LightningModule: any ``nn.Module`` network, cross-entropy, metrics and logging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
+
+from trainlab.regularization import Regularization
+
+OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
+
+
+class Classifier(pl.LightningModule):
+    """Classification around an injected network. It owns loss, metrics and logging and never
+    builds data.
+
+    Args:
+        net: the network (a plain ``nn.Module``).
+        optimizer: factory completed with parameter groups, e.g. ``partial(torch.optim.Adam, lr=1e-3)``.
+        num_classes: number of classes (top-k accuracy is logged when > 5).
+        input_shape: shape of one input, for the model summary and example input.
+        regularization: penalties and weight decay (None = none).
+        init: callable applied once to ``net`` (a scheme from ``trainlab.init``); None = PyTorch's.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        channels_last: keep conv weights and inputs in NHWC (faster convs on GPUs and many CPUs).
+        compile: run the network through ``torch.compile``.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, num_classes: int,
+                 input_shape: Sequence[int], regularization: Regularization | None = None,
+                 init: Callable[[nn.Module], object] | None = None, label_smoothing: float = 0.0,
+                 channels_last: bool = False, compile: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        input_shape = [int(s) for s in input_shape]  # plain list: checkpoints load weights_only
+        self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
+        self.net = net
+        if init is not None:
+            init(self.net)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward_fn = torch.compile(self.net) if compile else self.net
+        self.optimizer_factory = optimizer
+        self.regularization = regularization or Regularization()
+        self.label_smoothing = label_smoothing
+        self.channels_last = channels_last and len(input_shape) == 3
+        self.example_input_array = torch.zeros(2, *input_shape)
+        self.top_k = 5 if num_classes > 5 else 0
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+            setattr(self, f"{stage}_loss", MeanMetric())
+            if self.top_k:
+                setattr(self, f"{stage}_acc_top{self.top_k}",
+                        MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
+        # Training sums live in plain tensors: one in-place add per step, no metric object
+        # overhead in the hot loop; reduced across ranks once per epoch.
+        self.register_buffer("train_sums", torch.zeros(4, dtype=torch.float64), persistent=False)
+        self.status = "ok"
+
+    @override
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != self.dtype and x.is_floating_point():
+            x = x.to(self.dtype)  # 64-true / bf16-true runs: inputs follow the parameters
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_fn(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    @override
+    def training_step(self, batch, batch_idx: int):
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        total = loss
+        if self.regularization.has_penalty:
+            reg = self.regularization.penalty(self.net)
+            total = loss + reg
+        if not torch.isfinite(total):
+            # Skip the step so the weights (and the next checkpoint) stay the last good ones.
+            self.status = "diverged"
+            self.trainer.should_stop = True
+            return None
+        with torch.no_grad():
+            hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
+            correct = (logits.argmax(dim=1) == hard).sum()
+            n = y.shape[0]
+            self.train_sums += torch.stack([loss.detach().double() * n, correct.double(),
+                                            torch.tensor(float(n), device=correct.device,
+                                                         dtype=torch.float64),
+                                            (total - loss).detach().double() * n])
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return total
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self.train_sums.clone(), reduce_op="sum")
+        if sums[2] > 0:
+            self.log("train/loss", sums[0] / sums[2], sync_dist=False)
+            self.log("train/acc", sums[1] / sums[2], prog_bar=True, sync_dist=False)
+            if self.regularization.has_penalty:
+                self.log("train/reg_loss", sums[3] / sums[2], sync_dist=False)
+        self.train_sums.zero_()
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        getattr(self, f"{stage}_loss").update(loss, weight=y.shape[0])
+        getattr(self, f"{stage}_acc").update(logits, y)
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_epoch=True, on_step=False)
+        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, on_step=False,
+                 prog_bar=True)
+        if self.top_k:
+            name = f"{stage}_acc_top{self.top_k}"
+            getattr(self, name).update(logits, y)
+            self.log(f"{stage}/acc_top{self.top_k}", getattr(self, name), on_epoch=True,
+                     on_step=False)
+
+    @override
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    @override
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    @override
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).float().softmax(dim=1)
+
+    @override
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.regularization.param_groups(self.net))
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.regularization.apply_decoupled(optimizer)

@@ -1,0 +1,75 @@
+"""A small VGG-style CNN: [conv-BN-act-pool] blocks, dropout, a linear head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from trainlab.models.layers import activation as make_activation
+from trainlab.models.layers import check_batchnorm, check_dropout
+
+
+class CNN(nn.Module):
+    """Convolutional classifier.
+
+    Args:
+        input_shape: (C, H, W) of the input images.
+        num_classes: number of output logits.
+        channels: output channels of each conv block; each block halves H and W.
+        kernel_size: conv kernel size (odd; padding keeps H and W).
+        hidden: width of an extra fully connected layer before the head (0 = none).
+        activation: ``torch.nn`` activation class name.
+        batchnorm: BatchNorm2d after every conv (and BatchNorm1d after ``hidden``).
+        bn_momentum: BatchNorm running-statistics momentum.
+        bn_eps: BatchNorm epsilon.
+        dropout: probability of ``nn.Dropout`` before the head (the notes: mostly in the last
+            fully connected layers).
+        dropout_where: ``head`` (only before the classifier) or ``all`` (also after each block).
+        dropout2d: probability of ``nn.Dropout2d`` (drops whole feature maps) after each block.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int,
+                 channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: int = 0,
+                 activation: str = "ReLU", batchnorm: bool = True, bn_momentum: float = 0.1,
+                 bn_eps: float = 1e-5, dropout: float = 0.25, dropout_where: str = "head",
+                 dropout2d: float = 0.0) -> None:
+        super().__init__()
+        check_dropout(dropout, dropout_where)
+        check_dropout(dropout2d, "head", key="model.dropout2d")
+        check_batchnorm(bn_momentum, bn_eps)
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"model.kernel_size must be a positive odd integer, got {kernel_size}")
+        in_ch, height, width = input_shape
+        if len(channels) == 0 or 2 ** len(channels) > min(height, width):
+            raise ValueError(f"model.channels: {len(channels)} blocks halve {height}x{width} "
+                             f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
+        blocks: list[nn.Module] = []
+        for out_ch in channels:
+            blocks += [nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batchnorm)]
+            if batchnorm:
+                blocks += [nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum)]
+            blocks += [make_activation(activation), nn.MaxPool2d(2)]
+            if dropout2d > 0:
+                blocks += [nn.Dropout2d(dropout2d)]
+            if dropout > 0 and dropout_where == "all":
+                blocks += [nn.Dropout(dropout)]
+            in_ch, height, width = out_ch, height // 2, width // 2
+        self.features = nn.Sequential(*blocks)
+        head: list[nn.Module] = [nn.Flatten()]
+        features = in_ch * height * width
+        if hidden:
+            head += [nn.Linear(features, hidden, bias=not batchnorm)]
+            head += [nn.BatchNorm1d(hidden, eps=bn_eps, momentum=bn_momentum)] if batchnorm else []
+            head += [make_activation(activation)]
+            features = hidden
+        if dropout > 0:
+            head += [nn.Dropout(dropout)]
+        head += [nn.Linear(features, num_classes)]
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+

@@ -1,0 +1,130 @@
+"""The run itself: compose -> seed -> data -> model -> callbacks -> loggers -> trainer -> fit -> test.
+
+Called by the Hydra main in ``trainlab.train``; heavy imports live here so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from trainlab.console import print_config_tree, summary
+from trainlab.results import add_gaps, flat_metrics, write_results
+from trainlab.validate import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.json"
+SETUP_ERRORS = (ConfigError, InstantiationException, ValueError, TypeError, FileNotFoundError)
+
+
+class SetupError(RuntimeError):
+    """The run could not start: bad config value, missing data or checkpoint."""
+
+
+def guard_fresh_dir(output_dir: Path) -> None:
+    """Refuse to write a new run into a directory that already holds one."""
+    taken = [p.name for p in (output_dir / RESULTS, output_dir / "checkpoints") if p.exists()]
+    if taken:
+        raise SetupError(f"{output_dir} already holds a run ({', '.join(taken)}); nothing was "
+                         "overwritten. Choose another hydra.run.dir, or resume=<that dir> to "
+                         "continue it")
+
+
+def resumed_config(run_dir: Path) -> DictConfig:
+    """The saved config of the run in ``run_dir``, marked as resumed."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    with open_dict(cfg):
+        cfg.resume = str(run_dir)
+    return cfg
+
+
+def instantiate_dict(node: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a dict of configs that has a ``_target_`` (others are off)."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Instantiate data, model, callbacks, loggers and trainer in that order."""
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer,
+                 ckpt_path: str | None) -> dict[str, Any]:
+    """Train (resuming from ``ckpt_path``), test, and return the flat results."""
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    results = flat_metrics(trainer.callback_metrics)
+    if cfg.test and not trainer.interrupted:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
+                              weights_only=True, verbose=False)
+        results.update(flat_metrics(tested[0]) if tested else {})
+        results["tested_checkpoint"] = Path(best).name if best else "final weights"
+    results["epoch"] = trainer.current_epoch
+    results["global_step"] = trainer.global_step
+    results["status"] = model.status if not trainer.interrupted else "interrupted"
+    return add_gaps(results)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """One Hydra job. In a multirun a failing trial is recorded, not raised."""
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    start = time.perf_counter()
+    base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir)}
+    ckpt_path = None
+    try:
+        if cfg.resume:
+            cfg = resumed_config(Path(cfg.resume))
+            ckpt_path = str(output_dir / "checkpoints" / "last.ckpt")
+            log.info("Resuming %s from %s", output_dir, ckpt_path)
+        else:
+            guard_fresh_dir(output_dir)
+        print_config_tree(cfg)
+        datamodule, model, trainer = build(cfg)
+        summary(model.net, cfg.data.input_shape)
+    except (SetupError, *SETUP_ERRORS) as err:
+        if multirun:
+            write_results(output_dir / RESULTS, {**base, "status": "failed", "error": str(err)})
+            log.error("Trial failed before training: %s", err)
+            return None
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
+    try:
+        results = fit_and_test(cfg, datamodule, model, trainer, ckpt_path)
+    except Exception as err:
+        if not multirun:
+            raise
+        log.error("Trial failed: %s\n%s", err, traceback.format_exc())
+        results = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    results = {**base, **results, "wall_s": time.perf_counter() - start}
+    if trainer.is_global_zero:
+        write_results(output_dir / RESULTS, results)
+        log.info("Results: %s", output_dir / RESULTS)
+    metric = cfg.get("optimized_metric")
+    if metric:
+        value = results.get(metric)
+        return float(value) if value is not None else float("nan")
+    return None
+
+

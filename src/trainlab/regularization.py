@@ -1,0 +1,104 @@
+"""L1/L2 penalties and weight decay, coupled (through the optimizer) or decoupled (AdamW-style).
+
+The notes add ``lambda * sum|w|`` or ``lambda * sum w^2`` to the loss over every parameter;
+here bias and normalization parameters (every 1-D tensor) are left out by default, as is
+usual practice (timm's ``param_groups_weight_decay``), with ``exclude_bias_and_norm=false``
+for the notes' all-parameters form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def split_decay_params(module: nn.Module, exclude_bias_and_norm: bool = True
+                       ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Trainable parameters split into (regularized, not regularized).
+
+    With ``exclude_bias_and_norm`` every 1-D parameter (biases, BatchNorm/LayerNorm weights)
+    goes to the second list.
+    """
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if exclude_bias_and_norm and p.ndim <= 1 else decay).append(p)
+    return decay, no_decay
+
+
+def l1_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum |w|`` over all given tensors."""
+    return torch.stack([p.abs().sum() for p in params]).sum()
+
+
+def l2_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum w^2`` over all given tensors (no 1/2 factor, as in the notes)."""
+    return torch.stack([p.pow(2).sum() for p in params]).sum()
+
+
+class Regularization:
+    """Every weight penalty of the notes in one object, all strengths >= 0.
+
+    Args:
+        l1: lambda of the explicit L1 (lasso) penalty added to the loss.
+        l2: lambda of the explicit L2 (ridge) penalty added to the loss. With plain SGD this
+            equals coupled ``weight_decay = 2 * l2``.
+        weight_decay: coupled decay passed to the optimizer (PyTorch's default L2 form:
+            ``g += wd * w``). With ``optimizer=adamw`` it is AdamW's decoupled decay.
+        decoupled_weight_decay: AdamW-style decay applied outside the optimizer's gradient
+            statistics: ``w -= lr * wd * w`` before every step, whatever the optimizer.
+        exclude_bias_and_norm: keep 1-D parameters (biases, norm scales) out of all of the above.
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0,
+                 decoupled_weight_decay: float = 0.0, exclude_bias_and_norm: bool = True) -> None:
+        for key, value in (("l1", l1), ("l2", l2), ("weight_decay", weight_decay),
+                           ("decoupled_weight_decay", decoupled_weight_decay)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"model.regularization.{key} must be a number >= 0, got {value!r}")
+        self.l1, self.l2 = float(l1), float(l2)
+        self.weight_decay = float(weight_decay)
+        self.decoupled_weight_decay = float(decoupled_weight_decay)
+        self.exclude_bias_and_norm = exclude_bias_and_norm
+
+    def __repr__(self) -> str:
+        return (f"Regularization(l1={self.l1}, l2={self.l2}, weight_decay={self.weight_decay}, "
+                f"decoupled_weight_decay={self.decoupled_weight_decay}, "
+                f"exclude_bias_and_norm={self.exclude_bias_and_norm})")
+
+    @property
+    def has_penalty(self) -> bool:
+        return self.l1 > 0 or self.l2 > 0
+
+    def penalty(self, module: nn.Module) -> torch.Tensor:
+        """``l1 * sum|w| + l2 * sum w^2`` over the regularized parameters."""
+        decay, _ = split_decay_params(module, self.exclude_bias_and_norm)
+        total = torch.zeros((), device=decay[0].device, dtype=decay[0].dtype)
+        if self.l1 > 0:
+            total = total + self.l1 * l1_penalty(decay)
+        if self.l2 > 0:
+            total = total + self.l2 * l2_penalty(decay)
+        return total
+
+    def param_groups(self, module: nn.Module) -> list[dict]:
+        """Optimizer parameter groups: coupled ``weight_decay`` on the regularized group only.
+
+        Each group carries ``decay: bool`` so decoupled decay knows which to shrink.
+        """
+        decay, no_decay = split_decay_params(module, self.exclude_bias_and_norm)
+        groups = [{"params": decay, "weight_decay": self.weight_decay, "decay": True}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, "decay": False})
+        return groups
+
+    @torch.no_grad()
+    def apply_decoupled(self, optimizer: torch.optim.Optimizer) -> None:
+        """Shrink the regularized weights by ``lr * decoupled_weight_decay`` (call before step)."""
+        if self.decoupled_weight_decay == 0:
+            return
+        for group in optimizer.param_groups:
+            if group.get("decay", True):
+                torch._foreach_mul_(group["params"], 1.0 - group["lr"] * self.decoupled_weight_decay)

@@ -1,0 +1,4 @@
+from trainlab.train import main
+
+if __name__ == "__main__":
+    main()
