@@ -260,6 +260,14 @@ def test_erasing_probability() -> None:
     assert torch.equal(Erasing(p=0.0)(x, torch.zeros(1000))[0], x)
 
 
+def test_erasing_leaves_sample_alone_when_no_box_fits() -> None:
+    # Like torchvision, a box must be strictly smaller than the image on both axes. A square
+    # box of at least 0.95 of 16x16 px has a side of round(sqrt(0.95 * 256)) = 16: never fits.
+    x = 0.5 + 0.5 * torch.rand(64, 1, 16, 16)
+    out, _ = Erasing(p=1.0, scale=(0.95, 1.0), ratio=(1.0, 1.0))(x, torch.zeros(64))
+    assert torch.equal(out, x)
+
+
 # --- RandAugment ----------------------------------------------------------------------------
 
 

@@ -84,6 +84,8 @@ class LRSchedule(pl.Callback):
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self.interval == "step" and not self.plateau and outputs is not None:
+            if trainer.global_step >= trainer.estimated_stepping_batches:
+                return  # the run is over: one more step would leave the schedule's range
             self.scheduler.step()
             if trainer.global_step % trainer.log_every_n_steps == 0:
                 self._log_lr(pl_module)

@@ -1,0 +1,146 @@
+"""The data path: IDX parsing, real datasets, batching, splits and normalization."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
+
+from trainlab.data import ImageDataModule, TensorBatchLoader
+from trainlab.data.idx import CorruptDataError, read_idx
+from trainlab.data.sources import DataUnavailableError, ImageSplits, digits, fashion_mnist
+
+
+def write_idx(path, array: np.ndarray, gz: bool = True) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    (gzip.open(path, "wb") if gz else open(path, "wb")).write(raw)
+
+
+def test_read_idx_roundtrip(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", arr)
+    write_idx(tmp_path / "b", arr, gz=False)
+    assert torch.equal(read_idx(tmp_path / "a.gz"), torch.from_numpy(arr))
+    assert torch.equal(read_idx(tmp_path / "b"), torch.from_numpy(arr))
+
+
+def test_read_idx_rejects_truncated_and_bad_magic(tmp_path):
+    arr = np.zeros((10, 5, 5), dtype=np.uint8)
+    write_idx(tmp_path / "t", arr, gz=False)
+    raw = (tmp_path / "t").read_bytes()
+    (tmp_path / "trunc").write_bytes(raw[:-7])
+    with pytest.raises(CorruptDataError, match=r"trunc: .*bytes but its header \(10, 5, 5\)"):
+        read_idx(tmp_path / "trunc")
+    (tmp_path / "magic").write_bytes(b"\x01\x02" + raw[2:])
+    with pytest.raises(CorruptDataError, match="magic: bad IDX magic"):
+        read_idx(tmp_path / "magic")
+    (tmp_path / "notgz.gz").write_bytes(raw)
+    with pytest.raises(CorruptDataError, match="notgz.gz: cannot be read"):
+        read_idx(tmp_path / "notgz.gz")
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_official_splits():
+    data = fashion_mnist()
+    assert data.train_x.shape == (60000, 1, 28, 28) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(data.train_y).tolist() == [6000] * 10
+    assert torch.bincount(data.test_y).tolist() == [1000] * 10
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_truncated_root_file_is_an_error_naming_it(tmp_path):
+    for f in FASHION_MNIST_DIR.glob("*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    full = gzip.decompress((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(full[:-100]))
+    with pytest.raises(CorruptDataError, match="t10k-labels-idx1-ubyte.gz"):
+        fashion_mnist(root=str(tmp_path))
+
+
+def test_missing_data_without_download_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("trainlab.data.sources.DEBIAN_FASHION_MNIST", tmp_path / "none")
+    with pytest.raises(DataUnavailableError, match="apt-get install dataset-fashion-mnist"):
+        fashion_mnist(root=str(tmp_path), download=False)
+
+
+def test_digits_is_real_and_stratified():
+    data = digits()
+    assert data.train_x.shape[1:] == (1, 8, 8)
+    assert len(data.train_x) + len(data.test_x) == 1797
+    assert int(data.train_x.max()) == 255  # 16 -> 255
+    counts = torch.bincount(data.test_y)
+    assert counts.min() >= 40 and counts.max() <= 50
+
+
+def test_batch_loader_epoch_order_is_a_function_of_seed_and_epoch():
+    x, y = torch.arange(100), torch.arange(100)
+    epoch = {"e": 0}
+    loader = TensorBatchLoader(x, y, 10, shuffle=True, drop_last=True, seed=3,
+                               epoch_fn=lambda: epoch["e"])
+    first = torch.cat([b for b, _ in loader])
+    assert sorted(first.tolist()) == list(range(100)) and len(loader) == 10
+    assert torch.equal(first, torch.cat([b for b, _ in loader]))
+    epoch["e"] = 1
+    assert not torch.equal(first, torch.cat([b for b, _ in loader]))
+
+
+def test_batch_loader_shards_are_disjoint_and_equal_for_training():
+    x = torch.arange(103)
+    shards = [torch.cat([b for b, _ in TensorBatchLoader(x, x, 8, True, True, seed=1, rank=r,
+                                                             world_size=2)]) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 48
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    evals = [torch.cat([b for b, _ in TensorBatchLoader(x, x, 8, False, False, rank=r,
+                                                            world_size=2)]) for r in range(2)]
+    assert sorted(torch.cat(evals).tolist()) == list(range(103))  # evaluation sees every sample
+    assert [len(TensorBatchLoader(x, x, 8, False, False, rank=r, world_size=2)) for r in range(2)] \
+        == [7, 7]
+
+
+def small_splits(n_train=50, n_test=20) -> ImageSplits:
+    g = torch.Generator().manual_seed(0)
+    return ImageSplits(torch.randint(0, 256, (n_train, 2, 4, 4), generator=g, dtype=torch.uint8),
+                       torch.arange(n_train) % 3,
+                       torch.randint(0, 256, (n_test, 2, 4, 4), generator=g, dtype=torch.uint8),
+                       torch.arange(n_test) % 3)
+
+
+def test_normalization_uses_training_split_only():
+    splits = small_splits()
+    dm = ImageDataModule(lambda: splits, [2, 4, 4], 3, val_size=10, batch_size=8)
+    dm.setup()
+    train_x = dm.splits["train"][0]
+    x = dm.to_model_input(train_x)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(2), atol=1e-4)
+    whole = splits.train_x.double().div(255).mean(dim=(0, 2, 3)).float()
+    assert not torch.allclose(dm.shift, whole, atol=1e-6)  # val images were left out
+    assert len(train_x) == 40 and len(dm.splits["val"][0]) == 10
+
+
+def test_minmax_and_none_normalization():
+    splits = small_splits()
+    dm = ImageDataModule(lambda: splits, [2, 4, 4], 3, val_size=10, normalize="minmax")
+    dm.setup()
+    x = dm.to_model_input(dm.splits["train"][0])
+    assert x.amin().item() == pytest.approx(0.0) and x.amax().item() == pytest.approx(1.0)
+    raw = ImageDataModule(lambda: splits, [2, 4, 4], 3, val_size=10, normalize="none")
+    raw.setup()
+    assert torch.allclose(raw.to_model_input(splits.test_x), splits.test_x.float(), atol=1e-4)
+
+
+def test_datamodule_rejects_shape_and_class_mismatch():
+    with pytest.raises(ValueError, match=r"data.input_shape is \[1, 4, 4\] but the data is \[2, 4, 4\]"):
+        ImageDataModule(small_splits, [1, 4, 4], 3, val_size=10).setup()
+    with pytest.raises(ValueError, match="data.num_classes is 2 but labels go up to 2"):
+        ImageDataModule(small_splits, [2, 4, 4], 2, val_size=10).setup()
+    with pytest.raises(ValueError, match="data.batch_size must be an integer >= 1, got 0"):
+        ImageDataModule(small_splits, [2, 4, 4], 3, batch_size=0)
+    with pytest.raises(ValueError, match="data.normalize must be one of"):
+        ImageDataModule(small_splits, [2, 4, 4], 3, normalize="zscore")

@@ -1,0 +1,61 @@
+"""Dropout and batch normalization behave as the notes describe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainlab.models import CNN, MLP
+
+
+def test_dropout_zeroes_p_and_scales_rest_in_train_identity_in_eval():
+    torch.manual_seed(0)
+    mlp = MLP([1000], 2, hidden=(1000,), dropout=0.3, activation="Identity")
+    drop = [m for m in mlp.modules() if isinstance(m, nn.Dropout)]
+    assert len(drop) == 1 and drop[0].p == 0.3
+    x = torch.ones(64, 1000)
+    out = drop[0].train()(x)
+    assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
+    assert torch.equal(drop[0].eval()(x), x)
+
+
+def test_dropout_placement_head_vs_all():
+    head = CNN([1, 28, 28], 10, dropout=0.5, dropout_where="head")
+    every = CNN([1, 28, 28], 10, dropout=0.5, dropout_where="all", dropout2d=0.1)
+    count = lambda m, t: sum(isinstance(x, t) for x in m.modules())  # noqa: E731
+    assert count(head, nn.Dropout) == 1 and count(head.head, nn.Dropout) == 1
+    assert count(every, nn.Dropout) == 3 and count(every, nn.Dropout2d) == 2
+
+
+def test_batchnorm_train_mode_standardizes_each_feature():
+    torch.manual_seed(0)
+    mlp = MLP([5], 2, hidden=(16,), batchnorm=True, activation="Identity")
+    bn = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)][0]
+    x = torch.randn(256, 16) * 7 + 3
+    y = bn.train()(x)
+    assert torch.allclose(y.mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(y.var(0, unbiased=False), torch.ones(16), atol=1e-3)
+    assert torch.allclose(bn.running_mean, 0.1 * x.mean(0), atol=1e-5)  # momentum 0.1
+
+
+def test_batchnorm_on_off_and_options():
+    on = CNN([1, 28, 28], 10, batchnorm=True, bn_momentum=0.3, bn_eps=1e-3)
+    bns = [m for m in on.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 2 and bns[0].momentum == 0.3 and bns[0].eps == 1e-3
+    off = CNN([1, 28, 28], 10, batchnorm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in off.modules())
+    assert [m for m in MLP([4], 2, batchnorm=True).modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\), got 1.0"),
+    ({"dropout": -0.1}, r"model.dropout must be in \[0, 1\), got -0.1"),
+    ({"dropout_where": "middle"}, "model.dropout_where must be one of"),
+    ({"activation": "Swoosh"}, "model.activation must name a torch.nn activation"),
+    ({"bn_eps": 0.0}, "model.bn_eps must be > 0"),
+])
+def test_bad_model_values_name_the_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP([4], 2, **kwargs)

@@ -1,0 +1,102 @@
+"""LR decay callbacks give the formula's LR at the boundaries and survive a resume."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+import torch
+from tiny import LRRecorder, tiny_datamodule, tiny_model, tiny_trainer
+from torch.optim import lr_scheduler as sched
+
+from trainlab.callbacks import LRSchedule
+
+
+def lrs_by_epoch(callback: LRSchedule, epochs: int, tmp_path) -> list[float]:
+    rec = LRRecorder()
+    trainer = tiny_trainer(tmp_path, max_epochs=epochs, callbacks=[callback, rec])
+    trainer.fit(tiny_model(lr=0.1), datamodule=tiny_datamodule())
+    return rec.by_epoch
+
+
+def test_step_lr_boundaries(tmp_path):
+    got = lrs_by_epoch(LRSchedule(partial(sched.StepLR, step_size=2, gamma=0.1)), 6, tmp_path)
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_multistep_and_exponential(tmp_path):
+    multi = lrs_by_epoch(LRSchedule(partial(sched.MultiStepLR, milestones=[1, 3], gamma=0.5)), 5,
+                         tmp_path)
+    assert multi == pytest.approx([0.1, 0.05, 0.05, 0.025, 0.025])
+    expo = lrs_by_epoch(LRSchedule(partial(sched.ExponentialLR, gamma=0.8)), 4, tmp_path)
+    assert expo == pytest.approx([0.1 * 0.8 ** e for e in range(4)])
+
+
+def test_cosine_reaches_eta_min_at_t_max(tmp_path):
+    got = lrs_by_epoch(LRSchedule(partial(sched.CosineAnnealingLR, T_max=4, eta_min=0.0)), 5,
+                       tmp_path)
+    assert got == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(5)],
+                                abs=1e-12)
+
+
+def test_warmup_then_step(tmp_path):
+    cb = LRSchedule(partial(sched.StepLR, step_size=2, gamma=0.1), warmup=2, warmup_start_factor=0.25)
+    got = lrs_by_epoch(cb, 6, tmp_path)
+    # linear 0.25 -> 1 over 2 epochs, then StepLR counts from the end of warmup
+    assert got == pytest.approx([0.025, 0.0625, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_onecycle_per_step_fills_total_steps(tmp_path):
+    rec = LRRecorder()
+    cb = LRSchedule(partial(sched.OneCycleLR, max_lr=1.0, pct_start=0.25, div_factor=10.0,
+                            final_div_factor=100.0, anneal_strategy="linear"), interval="step")
+    trainer = tiny_trainer(tmp_path, max_epochs=4, callbacks=[cb, rec])
+    trainer.fit(tiny_model(), datamodule=tiny_datamodule(batch_size=16))  # 80 imgs -> 5 steps/epoch
+    total = 20
+    assert len(rec.by_step) == total
+    assert rec.by_step[0] == pytest.approx(0.1)                    # max_lr / div_factor
+    peak = round(0.25 * total) - 1                                  # end of the warm-up phase
+    assert rec.by_step[peak] == pytest.approx(1.0)
+    assert max(rec.by_step) == pytest.approx(1.0)
+    assert rec.by_step[-1] == pytest.approx(0.1 / 100.0)  # max_lr / div / final_div at the end
+    assert cb.scheduler.get_last_lr()[0] == pytest.approx(0.1 / 100.0)  # not stepped past it
+
+
+def test_plateau_reduces_when_monitored_metric_stalls(tmp_path):
+    cb = LRSchedule(partial(sched.ReduceLROnPlateau, mode="max", factor=0.5, patience=0),
+                    monitor="val/acc")
+    got = lrs_by_epoch(cb, 8, tmp_path)
+    assert got[0] == 0.1 and min(got) < 0.1
+    assert all(b in (a, a * 0.5) for a, b in zip(got, got[1:], strict=False))
+
+
+def test_resume_continues_schedule_where_it_stopped(tmp_path):
+    def callback():
+        return LRSchedule(partial(sched.StepLR, step_size=2, gamma=0.1))
+    dm = tiny_datamodule()
+    first = tiny_trainer(tmp_path, max_epochs=3, callbacks=[callback()], ckpt=True)
+    first.fit(tiny_model(), datamodule=dm)
+    ckpt = tmp_path / "stop.ckpt"
+    first.save_checkpoint(ckpt)
+    rec = LRRecorder()
+    resumed = tiny_trainer(tmp_path, max_epochs=6, callbacks=[callback(), rec])
+    resumed.fit(tiny_model(), datamodule=tiny_datamodule(), ckpt_path=ckpt, weights_only=True)
+    assert rec.by_epoch == pytest.approx([0.01, 0.001, 0.001])  # epochs 3, 4, 5
+
+
+def test_bad_arguments_name_the_key():
+    with pytest.raises(ValueError, match="scheduler.interval must be one of"):
+        LRSchedule(partial(sched.StepLR, step_size=1), interval="batch")
+    with pytest.raises(ValueError, match="scheduler.monitor must name a metric"):
+        LRSchedule(partial(sched.ReduceLROnPlateau))
+    with pytest.raises(ValueError, match="scheduler.warmup must be an integer >= 0, got -1"):
+        LRSchedule(partial(sched.StepLR, step_size=1), warmup=-1)
+
+
+def test_lr_is_logged(tmp_path):
+    trainer = tiny_trainer(tmp_path, max_epochs=2,
+                           callbacks=[LRSchedule(partial(sched.StepLR, step_size=1, gamma=0.5))])
+    trainer.fit(tiny_model(), datamodule=tiny_datamodule())
+    assert trainer.callback_metrics["train/lr"].item() == pytest.approx(0.025)
+    assert isinstance(trainer.callback_metrics["train/lr"], torch.Tensor)

@@ -1,0 +1,97 @@
+"""End to end through ``python train.py``: outputs contract, sweeps, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import run_cli
+from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "epoch",
+               "seed", "wall_s", "status", "gap/acc", "gap/loss"}
+
+
+def test_digits_run_writes_the_outputs_contract(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli("data=digits", "trainer.max_epochs=3", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert RESULT_KEYS <= set(results)
+    assert results["test/acc"] > 0.85 and results["status"] == "ok" and results["epoch"] == 3
+    assert results["seed"] == 42
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert [p.name for p in (run / "checkpoints").glob("best-*.ckpt")]
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "metrics.csv").is_file()
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "train/loss", "val/acc"} <= set(header)
+    assert "Conv2d" in proc.stdout and "[-1, 32, 8, 8]" in proc.stdout  # summary with input size
+
+
+def test_multirun_over_optimizers_writes_one_result_each(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "data=digits", "trainer.max_epochs=1",
+                   "optimizer=sgd,adam,adagrad,adadelta", f"hydra.sweep.dir={sweep}",
+                   "callbacks.progress_bar=null")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(sweep.glob("*/results.json"))
+    assert len(files) == 4
+    optimizers = {json.loads(f.read_text())["status"] for f in files}
+    assert optimizers == {"ok"}
+    assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+
+
+def test_bad_value_exits_nonzero_before_training_with_key_and_allowed(tmp_path):
+    proc = run_cli("data=digits", "model.net.dropout=1.5", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode != 0
+    assert "model.dropout must be in [0, 1), got 1.5" in proc.stderr + proc.stdout
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_run_dir_holding_a_run_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"precious")
+    (run / "results.json").write_text('{"test/acc": 0.9}')
+    proc = run_cli("data=digits", "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    assert proc.returncode != 0 and "already holds a run" in proc.stderr + proc.stdout
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"precious"
+    assert json.loads((run / "results.json").read_text()) == {"test/acc": 0.9}
+
+
+def test_float64_run_keeps_float64_end_to_end(tmp_path):
+    model = tiny_model()
+    seen = []
+    model.register_forward_hook(lambda m, a, out: seen.append((a[0].dtype, out.dtype)))
+    trainer = tiny_trainer(tmp_path, max_epochs=1, precision="64-true")
+    trainer.fit(model, datamodule=tiny_datamodule())
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert set(seen) == {(torch.float64, torch.float64)}
+
+
+def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
+    model = tiny_model()
+    seen = []
+    model.net.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    trainer = tiny_trainer(tmp_path, max_epochs=1, precision="bf16-mixed")
+    trainer.fit(model, datamodule=tiny_datamodule())
+    assert torch.bfloat16 in set(seen)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # master weights stay fp32
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1 is not allowed: a number > 0"),
+    ("trainer.max_epochs=-3", "trainer.max_epochs=-3 is not allowed"),
+    ("trainer.precision=8-true", "trainer.precision='8-true' is not allowed: one of"),
+    ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+    ("grad_clip=norm", None),
+])
+def test_bad_values_fail_in_build_with_key(override, message, cfg_factory):
+    from trainlab.pipeline import build
+
+    if message is None:  # control: a good override builds
+        build(cfg_factory("data=digits", override))
+        return
+    with pytest.raises(Exception, match=message.replace("[", r"\[").replace("(", r"\(")):
+        build(cfg_factory("data=digits", override))
