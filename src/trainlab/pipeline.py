@@ -6,6 +6,7 @@ Called by the Hydra main in ``trainlab.train``; heavy imports live here so the C
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -17,8 +18,10 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab.console import print_config_tree, summary
+from trainlab.data.sources import DataUnavailableError
 from trainlab.results import add_gaps, flat_metrics, write_results
 from trainlab.validate import ConfigError, validate
 
@@ -39,6 +42,12 @@ def guard_fresh_dir(output_dir: Path) -> None:
         raise SetupError(f"{output_dir} already holds a run ({', '.join(taken)}); nothing was "
                          "overwritten. Choose another hydra.run.dir, or resume=<that dir> to "
                          "continue it")
+
+
+def requeued(output_dir: Path) -> bool:
+    """A SLURM job requeued after preemption re-enters its own run dir: continue it."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    return restarts > 0 and (output_dir / "checkpoints" / "last.ckpt").is_file()
 
 
 def resumed_config(run_dir: Path) -> DictConfig:
@@ -94,6 +103,9 @@ def run_job(cfg: DictConfig) -> float | None:
     base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir)}
     ckpt_path = None
     try:
+        if not cfg.resume and requeued(output_dir):
+            with open_dict(cfg):
+                cfg.resume = str(output_dir)
         if cfg.resume:
             cfg = resumed_config(Path(cfg.resume))
             ckpt_path = str(output_dir / "checkpoints" / "last.ckpt")
@@ -102,8 +114,9 @@ def run_job(cfg: DictConfig) -> float | None:
             guard_fresh_dir(output_dir)
         print_config_tree(cfg)
         datamodule, model, trainer = build(cfg)
+        datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
         summary(model.net, cfg.data.input_shape)
-    except (SetupError, *SETUP_ERRORS) as err:
+    except (SetupError, DataUnavailableError, *SETUP_ERRORS) as err:
         if multirun:
             write_results(output_dir / RESULTS, {**base, "status": "failed", "error": str(err)})
             log.error("Trial failed before training: %s", err)
@@ -112,6 +125,13 @@ def run_job(cfg: DictConfig) -> float | None:
         raise SystemExit(f"error: {err}") from None
     try:
         results = fit_and_test(cfg, datamodule, model, trainer, ckpt_path)
+    except SIGTERMException:
+        results = {**base, "status": "interrupted", "epoch": trainer.current_epoch,
+                   "global_step": trainer.global_step, "wall_s": time.perf_counter() - start}
+        if trainer.is_global_zero:
+            write_results(output_dir / RESULTS, results)
+        log.warning("Stopped by SIGTERM; continue with resume=%s", output_dir)
+        raise SystemExit(143) from None
     except Exception as err:
         if not multirun:
             raise

@@ -1,0 +1,350 @@
+"""Training throughput: trainlab's Lightning loop vs a hand-written loop vs per-sample torchvision.
+
+Three ways to train the same network on the same Fashion-MNIST batches, run in turn in one
+process for several rounds so that concurrent load on a shared machine hits them alike:
+
+- ``trainlab``: a real ``pytorch_lightning.Trainer`` built by ``trainlab.pipeline.build`` from the
+  Hydra config (``conf/train.yaml`` + ``--override``s), with its callbacks and CSV logger. Off
+  for the benchmark: validation and the sanity check (``limit_val_batches=0``), the model
+  checkpoint (it writes once per epoch, never inside the timed steps) and, unless
+  ``--progress-bar``, the rich progress bar (it draws to the terminal).
+- ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
+  float tensors normalized once up front (the fastest a user would write).
+- ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
+  per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
+  lightning-hydra-template does.
+
+Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
+``on_train_batch_start``-equivalent points, so data loading and every per-step hook count).
+The per-round ratios are ratios of variants measured next to each other; the report gives the
+median over rounds.
+
+    python scripts/bench.py                         # 5 rounds of 60 steps, batch 128
+    python scripts/bench.py --rounds 7 --json out.json
+    python scripts/bench.py --profile trainlab      # cProfile of one trainlab round
+    python scripts/bench.py --startup               # `python train.py` -> first step, and --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gzip
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def compose(overrides: list[str], output_dir: Path):
+    """``conf/train.yaml`` composed as ``train.py`` would, writing into ``output_dir``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from trainlab.train import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+class Bench:
+    """Holds the data once and runs one timed round of any variant."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        import torch
+
+        self.args, self.workdir = args, workdir
+        self.total = args.warmup + args.steps
+        self.base = [f"data.batch_size={args.batch_size}", *args.override]
+        cfg = compose(self.base, workdir / "probe")
+        from hydra.utils import instantiate
+
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        self.splits = datamodule.source()  # kept so every round skips the gunzip
+        self.datamodule_splits = datamodule.splits
+        x, y = datamodule.splits["train"]
+        self.train_x_uint8, self.train_y = x, y
+        self.shift, self.scale = datamodule.shift, datamodule.scale
+        # the hand loop's data: normalized float32 once, indexed per batch
+        self.train_x = datamodule.to_model_input(x).contiguous()
+        self.rounds_done = 0
+        torch.set_num_threads(torch.get_num_threads())
+
+    # -- trainlab: the real Trainer -------------------------------------------------------
+
+    def trainlab(self) -> float:
+        import pytorch_lightning as pl
+
+        from trainlab.pipeline import build
+
+        args = self.args
+        out = self.workdir / f"trainlab{self.rounds_done}"
+        overrides = [*self.base, "trainer.max_epochs=1", f"trainer.limit_train_batches={self.total + 1}",
+                     "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+                     "callbacks.model_checkpoint=null"]
+        if not args.progress_bar:
+            overrides.append("callbacks.progress_bar=null")
+        cfg = compose(overrides, out)
+        datamodule, model, trainer = build(cfg)
+        datamodule.splits = self.datamodule_splits  # already read: skip the gunzip
+        datamodule.shift, datamodule.scale = self.shift, self.scale
+        if not args.progress_bar:
+            trainer.progress_bar_callback  # noqa: B018  (None: enable_progress_bar is honoured)
+
+        stamps: dict[int, float] = {}
+        first, last = args.warmup, self.total
+
+        class Stopwatch(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                if batch_idx in (first, last):
+                    stamps[batch_idx] = time.perf_counter()
+
+        trainer.callbacks.append(Stopwatch())
+        with contextlib.redirect_stdout(io.StringIO()) if not args.progress_bar else contextlib.nullcontext():
+            trainer.fit(model, datamodule=datamodule)
+        if model.status != "ok":
+            raise RuntimeError(f"trainlab round ended with status {model.status}")
+        return stamps[last] - stamps[first]
+
+    # -- the hand-written loop --------------------------------------------------------------
+
+    def _net_and_optimizer(self):
+        """The same network (init, channels_last) and optimizer trainlab's config builds."""
+        import pytorch_lightning as pl
+        from hydra.utils import instantiate
+
+        cfg = compose(self.base, self.workdir / "hand")
+        pl.seed_everything(cfg.seed, verbose=False)
+        model = instantiate(cfg.model)
+        channels_last = model.channels_last
+        return model.net.train(), model.configure_optimizers(), channels_last, cfg
+
+    def _hand_loop(self, batches: Callable[[], object]) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        net, opt, channels_last, cfg = self._net_and_optimizer()
+        smoothing = float(cfg.model.label_smoothing)
+        start = None
+        for step, (x, y) in enumerate(batches()):
+            if step == self.args.warmup:
+                start = time.perf_counter()
+            if step == self.total:
+                return time.perf_counter() - start
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        raise RuntimeError("ran out of batches; lower --steps")
+
+    def hand(self) -> float:
+        import torch
+
+        x, y, b = self.train_x, self.train_y, self.args.batch_size
+
+        def batches():
+            order = torch.randperm(len(x))
+            for i in range(0, len(order) - b + 1, b):
+                idx = order[i : i + b]
+                yield x[idx], y[idx]
+
+        return self._hand_loop(batches)
+
+    # -- per-sample torchvision -------------------------------------------------------------
+
+    def _torchvision_dataset(self):
+        """``torchvision.datasets.FashionMNIST`` on the Debian files, per-sample transforms."""
+        from torchvision import datasets, transforms
+
+        root = self.workdir / "tv"
+        raw = root / "FashionMNIST" / "raw"
+        if not raw.is_dir():  # torchvision reads the unpacked IDX files (its md5s reject Debian's gz)
+            raw.mkdir(parents=True)
+            for gz in FASHION_MNIST.glob("*.gz"):
+                with gzip.open(gz, "rb") as src, open(raw / gz.stem, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        mean, std = self.shift.tolist(), self.scale.tolist()  # the same normalization
+        tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+        return datasets.FashionMNIST(root, train=True, download=False, transform=tf)
+
+    def torchvision(self, workers: int) -> float:
+        from torch.utils.data import DataLoader
+
+        ds = self._torchvision_dataset()
+        loader = DataLoader(ds, batch_size=self.args.batch_size, shuffle=True, drop_last=True,
+                            num_workers=workers, persistent_workers=False)
+        return self._hand_loop(lambda: iter(loader))
+
+    def run(self, variant: str) -> float:
+        """Samples per second of one timed round of ``variant``."""
+        if variant == "trainlab":
+            seconds = self.trainlab()
+        elif variant == "hand":
+            seconds = self.hand()
+        else:
+            seconds = self.torchvision(int(variant.removeprefix("torchvision")))
+        self.rounds_done += 1
+        return self.args.steps * self.args.batch_size / seconds
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+def startup(args: argparse.Namespace) -> dict[str, float]:
+    """Wall seconds of ``python train.py`` until the first training step starts (warm caches),
+    and of ``--help`` / ``--cfg job``, which must not import torch."""
+    results: dict[str, list[float]] = {"help_s": [], "cfg_job_s": [], "first_step_s": []}
+    stamp_dir = Path(tempfile.mkdtemp(prefix="trainlab-startup-"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    python = sys.executable
+    try:
+        for r in range(args.rounds):
+            for key, extra in (("help_s", ["--help"]), ("cfg_job_s", ["--cfg", "job"])):
+                t0 = time.perf_counter()
+                subprocess.run([python, "train.py", *extra], cwd=ROOT, env=env, check=True,
+                               capture_output=True)
+                results[key].append(time.perf_counter() - t0)
+            stamp = stamp_dir / f"first_step{r}"
+            t0 = time.perf_counter()
+            # the stopwatch callback writes a timestamp at the first on_train_batch_start and
+            # stops the run (SIGTERM-free: should_stop), so only start-up is measured
+            subprocess.run(
+                [python, "train.py", "debug=limit", f"hydra.run.dir={stamp_dir / f'run{r}'}",
+                 "+callbacks.first_step._target_=trainlab.callbacks.FirstStepStamp",
+                 f"+callbacks.first_step.path={stamp}", "test=false"],
+                cwd=ROOT, env=env, check=True, capture_output=True)
+            results["first_step_s"].append(float(stamp.read_text()) - (time.time() - (time.perf_counter() - t0)))
+        probe = subprocess.run(
+            [python, "-c", "import sys, runpy; sys.argv=['train.py','--cfg','job']; "
+             "import contextlib, io\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    try: runpy.run_path('train.py', run_name='__main__')\n"
+             "    except SystemExit: pass\n"
+             "print('torch' in sys.modules)"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        torch_imported = probe.stdout.strip().splitlines()[-1] == "True"
+    finally:
+        shutil.rmtree(stamp_dir, ignore_errors=True)
+    out = {k: statistics.median(v) for k, v in results.items()}
+    out["cfg_job_imports_torch"] = torch_imported
+    for k, v in results.items():
+        print(f"{k:>14}: median {statistics.median(v):.2f} s  ({', '.join(f'{s:.2f}' for s in v)})")
+    print(f"  `--cfg job` imports torch: {torch_imported}")
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=60, help="timed training steps per round")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    p.add_argument("--override", action="append", default=[],
+                   help="Hydra override for all variants, e.g. --override model.channels_last=false")
+    p.add_argument("--progress-bar", action="store_true",
+                   help="keep the default RichProgressBar in the trainlab variant")
+    p.add_argument("--profile", choices=VARIANTS, help="cProfile one round of this variant and stop")
+    p.add_argument("--startup", action="store_true",
+                   help="measure `python train.py` start-up to the first step instead")
+    p.add_argument("--json", type=Path, help="write the figures to this file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.startup:
+        result = {"startup": startup(args)}
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
+    import torch
+
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from {VARIANTS}")
+    workdir = Path(tempfile.mkdtemp(prefix="trainlab-bench-"))
+    try:
+        bench = Bench(args, workdir)
+        if args.profile:
+            bench.run(args.profile)  # warm caches and lazy imports first
+            prof = cProfile.Profile()
+            prof.enable()
+            rate = bench.run(args.profile)
+            prof.disable()
+            print(f"{args.profile}: {rate:,.0f} samples/s under cProfile")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+            return
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        for r in range(args.rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):  # alternate the order too
+                rates[v].append(bench.run(v))
+            print(f"round {r + 1}/{args.rounds}: " +
+                  "  ".join(f"{v} {rates[v][-1]:,.0f}" for v in variants) + " samples/s", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    median = {v: statistics.median(x) for v, x in rates.items()}
+    ratios = {}
+    if "trainlab" in rates:
+        for v in variants:
+            if v != "trainlab":
+                per_round = [a / b for a, b in zip(rates["trainlab"], rates[v], strict=True)]
+                ratios[f"trainlab/{v}"] = statistics.median(per_round)
+    print(f"\nmedian samples/s over {args.rounds} rounds of {args.steps} steps, batch "
+          f"{args.batch_size}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs:")
+    for v in variants:
+        print(f"  {v:>13}: {median[v]:8,.0f}   (rounds: {', '.join(f'{x:,.0f}' for x in rates[v])})")
+    for k, v in ratios.items():
+        print(f"  {k:>26}: {v:.3f}x (median of per-round ratios)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "python": platform.python_version(), "torch": torch.__version__,
+                        "processor": platform.processor() or platform.machine()},
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "samples_per_s": rates, "median_samples_per_s": median, "ratios": ratios,
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Resume exactly, same seed same result, divergence as a result, clear errors, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec.implementations.local as fs_local
+import pytest
+import torch
+from conftest import ROOT, compose_cfg, run_cli
+from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+from trainlab.pipeline import build, fit_and_test
+
+STABLE = ("wall_s", "run_dir", "tested_checkpoint")
+
+
+def metrics_of(results: dict) -> dict:
+    return {k: v for k, v in results.items() if k not in STABLE}
+
+
+def test_same_seed_same_results(tmp_path):
+    runs = []
+    for i in range(2):
+        cfg = compose_cfg(["data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+                           "augmentation=gaussian_noise"], tmp_path / str(i))
+        datamodule, model, trainer = build(cfg)
+        runs.append(metrics_of(fit_and_test(cfg, datamodule, model, trainer, None)))
+    assert runs[0] == runs[1]
+    assert runs[0]["test/acc"] > 0.5
+
+
+def test_divergence_stops_cleanly_and_keeps_good_weights(cfg_factory, tmp_path):
+    cfg = cfg_factory("data=digits", "trainer.max_epochs=3", "optimizer=sgd",
+                      "model.optimizer.lr=1e6", "model.net.batchnorm=false",
+                      "callbacks.progress_bar=null")
+    datamodule, model, trainer = build(cfg)
+    results = fit_and_test(cfg, datamodule, model, trainer, None)
+    assert results["status"] == "diverged"
+    assert trainer.global_step < 3 * 21  # stopped early
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_interrupted_checkpoint_write_leaves_previous_last_ckpt_intact(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    model = tiny_model()
+    trainer.fit(model, datamodule=tiny_datamodule())
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+    original = fs_local.LocalFileOpener.write
+
+    def die_halfway(self, data):
+        original(self, data[: len(data) // 2])
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(fs_local.LocalFileOpener, "write", die_halfway)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    torch.load(path, weights_only=True)
+
+
+def test_resume_dir_that_does_not_exist_is_a_clear_error(tmp_path):
+    proc = run_cli(f"resume={tmp_path / 'nope'}")
+    assert proc.returncode != 0
+    assert "not a trainlab run directory" in proc.stderr
+    assert not (tmp_path / "nope").exists()
+
+
+def test_corrupt_data_file_fails_before_training_naming_the_file(tmp_path):
+    root = tmp_path / "fm"
+    root.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (root / stem).write_bytes(b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"abc")
+    proc = run_cli(f"data.source.root={root}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    out = proc.stderr + proc.stdout
+    assert "t10k-images-idx3-ubyte" in out or "train-images-idx3-ubyte" in out
+    assert "truncated or corrupt" in out
+    assert "Epoch 0" not in out
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"{path} never appeared (rc={proc.poll()}):\n{out[-3000:]}")
+        time.sleep(0.2)
+
+
+def launch(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+COMMON = ("data=digits", "trainer.max_epochs=6", "callbacks.progress_bar=null",
+          "augmentation=flip", "model.net.dropout=0.3", "data.batch_size=16")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    assert run_cli(*COMMON, f"hydra.run.dir={straight}").returncode == 0
+    killed = tmp_path / "killed"
+    proc = launch(*COMMON, f"hydra.run.dir={killed}")
+    wait_for(killed / "checkpoints" / "last.ckpt", proc)  # mid-run: after the first epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results.json").exists()
+    resumed = run_cli(f"resume={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((straight / "results.json").read_text())
+    b = json.loads((killed / "results.json").read_text())
+    assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
+    assert (killed / ".hydra" / "overrides.yaml").read_text().count("max_epochs=6") == 1
+
+
+@pytest.mark.slow
+def test_sigterm_saves_checkpoint_and_resume_finishes(tmp_path):
+    run = tmp_path / "run"
+    proc = launch(*COMMON, f"hydra.run.dir={run}")
+    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
+    resumed = run_cli(f"resume={run}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads((run / "results.json").read_text())
+    assert final["status"] == "ok" and final["epoch"] == 6
