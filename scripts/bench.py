@@ -120,8 +120,6 @@ class Bench:
         datamodule, model, trainer = build(cfg)
         datamodule.splits = self.datamodule_splits  # already read: skip the gunzip
         datamodule.shift, datamodule.scale = self.shift, self.scale
-        if not args.progress_bar:
-            trainer.progress_bar_callback  # noqa: B018  (None: enable_progress_bar is honoured)
 
         stamps: dict[int, float] = {}
         first, last = args.warmup, self.total
@@ -225,45 +223,48 @@ class Bench:
 
 
 def startup(args: argparse.Namespace) -> dict[str, float]:
-    """Wall seconds of ``python train.py`` until the first training step starts (warm caches),
+    """Wall seconds of ``python train.py`` until its first training step begins (caches warm),
     and of ``--help`` / ``--cfg job``, which must not import torch."""
-    results: dict[str, list[float]] = {"help_s": [], "cfg_job_s": [], "first_step_s": []}
-    stamp_dir = Path(tempfile.mkdtemp(prefix="trainlab-startup-"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    times: dict[str, list[float]] = {"help_s": [], "cfg_job_s": [], "first_step_s": []}
+    tmp = Path(tempfile.mkdtemp(prefix="trainlab-startup-"))
+    # scripts/ on the path for the probe callback; the run's own output is not wanted here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))}
     python = sys.executable
     try:
-        for r in range(args.rounds):
+        for r in range(args.rounds + 1):  # round 0 warms the page cache and .pyc files
             for key, extra in (("help_s", ["--help"]), ("cfg_job_s", ["--cfg", "job"])):
                 t0 = time.perf_counter()
                 subprocess.run([python, "train.py", *extra], cwd=ROOT, env=env, check=True,
                                capture_output=True)
-                results[key].append(time.perf_counter() - t0)
-            stamp = stamp_dir / f"first_step{r}"
-            t0 = time.perf_counter()
-            # the stopwatch callback writes a timestamp at the first on_train_batch_start and
-            # stops the run (SIGTERM-free: should_stop), so only start-up is measured
+                if r:
+                    times[key].append(time.perf_counter() - t0)
+            stamp = tmp / f"first_step{r}"
+            t0 = time.time()
             subprocess.run(
-                [python, "train.py", "debug=limit", f"hydra.run.dir={stamp_dir / f'run{r}'}",
-                 "+callbacks.first_step._target_=trainlab.callbacks.FirstStepStamp",
+                [python, "train.py", *args.override, f"hydra.run.dir={tmp / f'run{r}'}",
+                 "+callbacks.first_step._target_=first_step_stamp.FirstStepStamp",
                  f"+callbacks.first_step.path={stamp}", "test=false"],
                 cwd=ROOT, env=env, check=True, capture_output=True)
-            results["first_step_s"].append(float(stamp.read_text()) - (time.time() - (time.perf_counter() - t0)))
+            if r:
+                times["first_step_s"].append(float(stamp.read_text()) - t0)
+        # does `--cfg job` load torch? Run it in-process under a check of sys.modules.
         probe = subprocess.run(
-            [python, "-c", "import sys, runpy; sys.argv=['train.py','--cfg','job']; "
-             "import contextlib, io\n"
-             "with contextlib.redirect_stdout(io.StringIO()):\n"
-             "    try: runpy.run_path('train.py', run_name='__main__')\n"
-             "    except SystemExit: pass\n"
-             "print('torch' in sys.modules)"],
+            [python, "-c", "import runpy, sys\nsys.argv = ['train.py', '--cfg', 'job']\n"
+             "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('TORCH_IMPORTED', 'torch' in sys.modules)"],
             cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-        torch_imported = probe.stdout.strip().splitlines()[-1] == "True"
+        torch_imported = "TORCH_IMPORTED True" in probe.stdout
     finally:
-        shutil.rmtree(stamp_dir, ignore_errors=True)
-    out = {k: statistics.median(v) for k, v in results.items()}
+        shutil.rmtree(tmp, ignore_errors=True)
+    out: dict[str, object] = {k: statistics.median(v) for k, v in times.items()}
+    out["rounds"] = times
     out["cfg_job_imports_torch"] = torch_imported
-    for k, v in results.items():
-        print(f"{k:>14}: median {statistics.median(v):.2f} s  ({', '.join(f'{s:.2f}' for s in v)})")
-    print(f"  `--cfg job` imports torch: {torch_imported}")
+    print(f"start-up over {args.rounds} rounds (after one warm-up round), overrides {args.override}:")
+    for k, v in times.items():
+        print(f"  {k:>13}: median {statistics.median(v):.2f} s  ({', '.join(f'{s:.2f}' for s in v)})")
+    print(f"  `train.py --cfg job` imports torch: {torch_imported}")
     return out
 
 

@@ -144,3 +144,38 @@ def test_datamodule_rejects_shape_and_class_mismatch():
         ImageDataModule(small_splits, [2, 4, 4], 3, batch_size=0)
     with pytest.raises(ValueError, match="data.normalize must be one of"):
         ImageDataModule(small_splits, [2, 4, 4], 3, normalize="zscore")
+
+
+class BatchProbe:
+    """Records the model-input batches Lightning hands to each hook (after the transfer hook)."""
+
+    def __init__(self) -> None:
+        import pytorch_lightning as pl
+
+        probe = self
+        self.train: list[torch.Tensor] = []
+        self.val: list[torch.Tensor] = []
+
+        class _Probe(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                probe.train.append(batch[0].clone())
+
+            def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+                probe.val.append(batch[0].clone())
+
+        self.callback = _Probe()
+
+
+def test_augmentation_acts_on_training_batches_only(tmp_path):
+    from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+    from trainlab.augment import Compose, Flip
+
+    dm = tiny_datamodule(augment=Compose([Flip(p=1.0)]), batch_size=80)
+    probe = BatchProbe()
+    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[probe.callback])
+    trainer.fit(tiny_model(), datamodule=dm)
+    order = torch.randperm(80, generator=torch.Generator().manual_seed(0 * 100_003 + 0))
+    raw_train = dm.to_model_input(dm.splits["train"][0][order])
+    assert torch.allclose(probe.train[0], raw_train.flip(-1))          # every image flipped
+    assert torch.allclose(probe.val[0], dm.to_model_input(dm.splits["val"][0]))  # untouched
