@@ -1,0 +1,171 @@
+"""One DataModule for every image dataset: uint8 tensors in memory, batched transforms."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from typing_extensions import override
+
+from trainlab.data.batches import TensorBatchLoader
+from trainlab.data.sources import ImageSplits
+
+log = logging.getLogger(__name__)
+
+Normalize = Literal["standard", "minmax", "none"]
+NORMALIZE_CHOICES = ("standard", "minmax", "none")
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64."""
+    x = images.to(torch.float64).div_(255.0)
+    return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Image classification data held as uint8 tensors, served as whole batches.
+
+    Batches leave the loader as uint8; :meth:`on_after_batch_transfer` converts them to float
+    on the batch's device (GPU when training there), applies ``augment`` to training batches
+    only, then normalizes with statistics of the training split.
+
+    Args:
+        source: callable returning the official splits (see ``trainlab.data.sources``).
+        input_shape: (C, H, W) the config promises the model; checked against the data.
+        num_classes: number of classes the config promises; checked against the data.
+        val_size: images carved from the training split for validation (fixed ``split_seed``).
+        batch_size: training batch size (per process).
+        eval_batch_size: batch size for validation and test.
+        normalize: ``standard`` (per-channel mean/std of the training split), ``minmax``
+            (per-channel min/max of the training split) or ``none`` (raw 0..255 values).
+        augment: batched op ``(x, y) -> (x, y)`` on [0, 1] images of training batches.
+        train_subset: keep only this many training images (studies of overfitting); None = all.
+        split_seed: seed of the validation split and the subset.
+        shuffle_seed: base seed of the per-epoch training order.
+    """
+
+    def __init__(self, source: Callable[[], ImageSplits], input_shape: Sequence[int],
+                 num_classes: int, val_size: int = 5000, batch_size: int = 128,
+                 eval_batch_size: int = 1000, normalize: Normalize = "standard",
+                 augment: Callable | None = None, train_subset: int | None = None,
+                 split_seed: int = 0, shuffle_seed: int = 0) -> None:
+        super().__init__()
+        if normalize not in NORMALIZE_CHOICES:
+            raise ValueError(f"data.normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+        for key, value, low in (("data.batch_size", batch_size, 1),
+                                ("data.eval_batch_size", eval_batch_size, 1),
+                                ("data.val_size", val_size, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        if train_subset is not None and train_subset < 1:
+            raise ValueError(f"data.train_subset must be null or >= 1, got {train_subset}")
+        self.source = source
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.val_size, self.train_subset = val_size, train_subset
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.normalize = normalize
+        self.augment = augment
+        self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.shift = torch.zeros(self.input_shape[0])
+        self.scale = torch.ones(self.input_shape[0])
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        data = self.source()
+        shape = tuple(data.train_x.shape[1:])
+        if shape != self.input_shape:
+            raise ValueError(f"data.input_shape is {list(self.input_shape)} but the data is {list(shape)}")
+        found = int(max(data.train_y.max(), data.test_y.max())) + 1
+        if found > self.num_classes:
+            raise ValueError(f"data.num_classes is {self.num_classes} but labels go up to {found - 1}")
+        if self.val_size >= len(data.train_x):
+            raise ValueError(f"data.val_size must be < {len(data.train_x)} (training images), "
+                             f"got {self.val_size}")
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        if self.train_subset is not None:
+            train_idx = train_idx[: self.train_subset]
+        train_x = data.train_x[train_idx]
+        self.splits = {
+            "train": (train_x, data.train_y[train_idx]),
+            "val": (data.train_x[val_idx], data.train_y[val_idx]),
+            "test": (data.test_x, data.test_y),
+        }
+        self.shift, self.scale = self._normalization(train_x)
+        log.info("Data: %d train / %d val / %d test, normalize=%s", len(train_x), len(val_idx),
+                 len(data.test_x), self.normalize)
+
+    def _normalization(self, train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``shift`` and ``scale`` such that ``(x01 - shift) / scale`` is the model input."""
+        channels = train_x.shape[1]
+        if self.normalize == "standard":
+            mean, std = channel_stats(train_x)
+            return mean.float(), std.clamp_min(1e-8).float()
+        if self.normalize == "minmax":
+            flat = train_x.transpose(0, 1).reshape(channels, -1)
+            low, high = flat.min(dim=1).values.float() / 255, flat.max(dim=1).values.float() / 255
+            return low, (high - low).clamp_min(1e-8)
+        return torch.zeros(channels), torch.full((channels,), 1 / 255)
+
+    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
+        x, y = self.splits[split]
+        trainer = self.trainer
+        return TensorBatchLoader(
+            x, y, batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train, drop_last=train, seed=self.shuffle_seed,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    @override
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", train=True)
+
+    @override
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", train=False)
+
+    @override
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", train=False)
+
+    @override
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", train=False)
+
+    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> normalized float images (no augmentation)."""
+        return self._normalize(x.float().div_(255.0))
+
+    def _normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        shift = self.shift.to(x01.device).view(1, -1, 1, 1)
+        scale = self.scale.to(x01.device).view(1, -1, 1, 1)
+        return (x01 - shift) / scale
+
+    @override
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        trainer = self.trainer
+        # float64 runs (trainer.precision=64-true) get float64 inputs from the start
+        dtype = trainer.lightning_module.dtype if trainer is not None else torch.float32
+        x = x.to(dtype if dtype == torch.float64 else torch.float32).div_(255.0)
+        if self.augment is not None and trainer is not None and trainer.training:
+            x, y = self.augment(x, y)
+        return self._normalize(x).to(x.dtype), y
+
+    @override
+    def state_dict(self) -> dict:
+        return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @override
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.shift = torch.tensor(state_dict["shift"])
+        self.scale = torch.tensor(state_dict["scale"])
