@@ -26,9 +26,13 @@ from trainlab.report import (
     mean_curves,
     mean_std,
     option_labels,
+    option_settings,
     parse_overrides,
+    plot_metric,
     read_curve,
+    short_labels,
     summarize,
+    summary_table,
     write_report,
 )
 
@@ -185,8 +189,9 @@ def test_summarize_means_and_stds_over_ok_seeds(sweep: Path) -> None:
     assert [s["option"] for s in stats] == ["regularization=l1", "regularization=l2"]
     l1, l2 = stats
     # The diverged (test/acc 0.1) and crashed trials of l1 are counted but not averaged.
-    assert (l1["n"], l1["n_failed"], l1["seeds"]) == (3, 2, ["1", "2", "3"])
-    assert (l2["n"], l2["n_failed"], l2["seeds"]) == (3, 1, ["1", "2", "3"])
+    assert (l1["n"], l1["n_diverged"], l1["n_failed"], l1["seeds"]) == (3, 1, 1, ["1", "2", "3"])
+    assert (l2["n"], l2["n_diverged"], l2["n_failed"], l2["seeds"]) == (3, 0, 1, ["1", "2", "3"])
+    assert l1["settings"] == {"regularization": "l1"}
     assert l1["values"]["test/acc"] == [0.90, 0.92, 0.94]
     assert l1["mean"]["test/acc"] == pytest.approx(0.92)
     assert l1["std"]["test/acc"] == pytest.approx(0.02)
@@ -243,18 +248,73 @@ def test_write_report_summary_csv(sweep: Path) -> None:
 def test_write_report_markdown(sweep: Path) -> None:
     markdown = write_report(sweep)["summary.md"].read_text()
     table, failed = markdown.split("## Failed or diverged trials")
-    assert "9 trials: 6 ok, 3 diverged or failed; 2 options" in table
+    assert "9 trials: 6 ok, 1 diverged, 2 failed; 2 options" in table
     assert (
-        "| option | n | test/acc | test/loss | gap/acc | wall_s | weights/l1 | grad/first_layer |"
-        in table
+        "| option | n | not ok | test/acc | test/loss | gap/acc | wall_s | weights/l1 "
+        "| grad/first_layer |" in table
     )
-    assert "| regularization=l1 | 3 | 0.92 ± 0.02 | 0.25 ± 0.05 | 0.05 ± 0 | 12 ± 2 |" in table
-    assert "| regularization=l2 | 3 | 0.85 ± 0.05 | 0.4 ± 0.1 |" in table
+    assert (
+        "| regularization=l1 | 3 | 1 diverged, 1 failed | 0.92 ± 0.02 | 0.25 ± 0.05 | 0.05 ± 0 "
+        "| 12 ± 2 |" in table
+    )
+    assert "| regularization=l2 | 3 | 1 failed | 0.85 ± 0.05 | 0.4 ± 0.1 |" in table
     assert "nan" not in table  # the diverged trial (test/acc 0.1, test/loss nan) stays out
     oom = "| 6 | regularization=l2 | 4 | failed | CUDA out of memory \\| at step 3 Traceback |"
     assert oom in failed
     assert "| 7 | regularization=l1 | 4 | failed | no results.json |" in failed
     assert "| 10 | regularization=l1 | 5 | diverged | loss is nan |" in failed
+
+
+def test_markdown_has_no_not_ok_column_when_all_ok(sweep: Path) -> None:
+    trials = load_trials(sweep)[:6]
+    markdown = format_markdown(summarize(trials), failed_trials(trials), ["test/acc"])
+    assert "6 trials: 6 ok, 0 diverged, 0 failed; 2 options" in markdown
+    assert "| option | n | test/acc |" in markdown and "not ok" not in markdown
+    assert "| regularization=l1 | 3 | 0.92 ± 0.02 |" in markdown
+
+
+def test_diverged_trial_without_message_says_where_it_stopped(tmp_path: Path) -> None:
+    make_job(tmp_path, "0", ["grad_clip=none", "seed=1"],
+             {"status": "diverged", "epoch": 2, "global_step": 27, "seed": 1})
+    make_job(tmp_path, "1", ["grad_clip=norm", "seed=1"],
+             {"status": "ok", "test/acc": 0.9, "seed": 1})  # fmt: skip
+    trials = load_trials(tmp_path)
+    (failed,) = failed_trials(trials)
+    assert failed["error"] == "non-finite loss, stopped at epoch 2, step 27"
+    header, rows = summary_table(trials)
+    assert rows[0][header.index("error")] == "non-finite loss, stopped at epoch 2, step 27"
+    markdown = format_markdown(summarize(trials), [failed], ["test/acc"])
+    assert "| grad_clip=none | 0 | 1 diverged | - |" in markdown
+    assert "| grad_clip=norm | 1 |  | 0.9 |" in markdown
+
+
+def test_short_labels_drop_keys_shared_by_every_option() -> None:
+    settings = [{"model.net.activation": "ReLU", "init": "default"},
+                {"model.net.activation": "Sigmoid", "init": "normal"}]  # fmt: skip
+    assert short_labels(settings) == (["ReLU\ndefault", "Sigmoid\nnormal"],
+                                      "model.net.activation / init")  # fmt: skip
+    mixed = [{"optimizer": "sgd"}, {"optimizer": "adam", "model.optimizer.lr": "0.1"}]
+    assert short_labels(mixed) == (["optimizer=sgd", "optimizer=adam\nmodel.optimizer.lr=0.1"], "")
+    assert short_labels([{}]) == (["default"], "")
+
+
+def test_option_settings_keep_dict_valued_overrides_whole(tmp_path: Path) -> None:
+    for job, reg in enumerate(["{}", "{l1:0.001,l2:0.002}"]):
+        make_job(tmp_path, str(job), [f"model.regularization={reg}", "seed=1"],
+                 {"status": "ok", "test/acc": 0.9})  # fmt: skip
+    trials = load_trials(tmp_path)
+    assert option_settings(trials) == [{"model.regularization": "{}"},
+                                       {"model.regularization": "{l1:0.001,l2:0.002}"}]  # fmt: skip
+    assert option_labels(trials)[1] == "model.regularization={l1:0.001,l2:0.002}"
+
+
+def test_plot_uses_log_axis_for_values_spanning_decades(tmp_path: Path) -> None:
+    stats = [{"option": f"init={name}", "settings": {"init": name},
+              "values": {"grad/first_layer": [v, v * 1.1]}, "mean": {"grad/first_layer": v},
+              "std": {"grad/first_layer": 0.1 * v}}
+             for name, v in (("normal", 1e-10), ("xavier", 1e-1))]  # fmt: skip
+    assert plot_metric(stats, "grad/first_layer", tmp_path / "grad.png")
+    assert png_size(tmp_path / "grad.png") == (600, 350)
 
 
 def test_read_and_mean_curves(sweep: Path) -> None:
@@ -290,7 +350,7 @@ def test_write_report_plots_are_small_pngs(sweep: Path) -> None:
 def test_write_report_with_chosen_metrics(sweep: Path) -> None:
     files = write_report(sweep, metrics=["test/acc"])
     assert "plot_test_loss.png" not in files and "plot_test_acc.png" in files
-    assert "| option | n | test/acc |\n" in files["summary.md"].read_text()
+    assert "| option | n | not ok | test/acc |\n" in files["summary.md"].read_text()
 
 
 def test_write_report_rejects_empty_or_missing_dir(tmp_path: Path) -> None:
@@ -306,7 +366,9 @@ def test_script_regenerates_report(sweep: Path) -> None:
          "test/acc", "test/loss"],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
-    assert "| regularization=l1 | 3 | 0.92 ± 0.02 | 0.25 ± 0.05 |" in result.stdout
+    assert "| regularization=l1 | 3 | 1 diverged, 1 failed | 0.92 ± 0.02 | 0.25 ± 0.05 |" in (
+        result.stdout
+    )
     for name in ("summary.csv", "summary.md", "plot_test_acc.png", "plot_test_loss.png"):
         assert (sweep / name).is_file()
     assert png_size(sweep / "curves.png") == (600, 350)

@@ -1,11 +1,13 @@
 """Hydra callbacks. Hydra imports this module at startup, so its imports stay light.
 
-Registered by the training config as::
+Registered by the training config (``conf/hydra/default.yaml``) as::
 
     hydra:
       callbacks:
         report:
           _target_: trainlab.hydra_callbacks.SweepReport
+        release_ddp:
+          _target_: trainlab.hydra_callbacks.ReleaseDDP
 """
 
 from __future__ import annotations
@@ -54,3 +56,18 @@ class SweepReport(Callback):
             return
         print(f"Sweep report in {sweep_dir}: " + ", ".join(sorted(files)))
         print(f"  summary: {files['summary.md']}")
+
+
+class ReleaseDDP(Callback):
+    """End the DDP process group a job launched (:func:`trainlab.ddp.release_job`) when the
+    job ends, so the next job of a multirun starts its own ranks. Costs nothing when no job
+    used DDP: ``trainlab.ddp`` is only consulted if a job imported it.
+    """
+
+    @override
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        import sys
+
+        ddp = sys.modules.get("trainlab.ddp")
+        if ddp is not None:
+            ddp.release_job()

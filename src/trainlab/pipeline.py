@@ -22,6 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
+from trainlab.ddp import launch_rank
 from trainlab.results import add_gaps, flat_metrics, write_results
 from trainlab.validate import ConfigError, validate
 
@@ -102,6 +103,9 @@ def run_job(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
     base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir)}
     ckpt_path = None
+    # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks
+    # that the dir is fresh (the others would find rank 0's files), prints and records failures.
+    rank_zero = launch_rank() == 0
     try:
         if not cfg.resume and requeued(output_dir):
             with open_dict(cfg):
@@ -110,15 +114,18 @@ def run_job(cfg: DictConfig) -> float | None:
             cfg = resumed_config(Path(cfg.resume))
             ckpt_path = str(output_dir / "checkpoints" / "last.ckpt")
             log.info("Resuming %s from %s", output_dir, ckpt_path)
-        else:
+        elif rank_zero:
             guard_fresh_dir(output_dir)
-        print_config_tree(cfg)
+        if rank_zero:
+            print_config_tree(cfg)
         datamodule, model, trainer = build(cfg)
         datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
-        summary(model.net, cfg.data.input_shape)
+        if rank_zero:
+            summary(model.net, cfg.data.input_shape)
     except (SetupError, DataUnavailableError, *SETUP_ERRORS) as err:
         if multirun:
-            write_results(output_dir / RESULTS, {**base, "status": "failed", "error": str(err)})
+            if rank_zero:
+                write_results(output_dir / RESULTS, {**base, "status": "failed", "error": str(err)})
             log.error("Trial failed before training: %s", err)
             return None
         log.error("%s", err)

@@ -24,12 +24,14 @@ import yaml
 
 SEED_KEY = "seed"
 CORE_METRICS = ("test/acc", "test/loss", "gap/acc", "wall_s")
-GROUPED_PREFIXES = ("weights/", "grad/")  # reported whenever a trial has them
+GROUPED_PREFIXES = ("weights/", "grad/", "memory/")  # reported whenever a trial has them
 CURVE_METRIC = "val/acc"
 FIGSIZE = (6.0, 3.5)  # inches
 DPI = 100
 MAX_ERROR_CHARS = 200  # error messages are truncated in summary.md, not in summary.csv
 DEFAULT_OPTION = "default"  # label when no override key varies across the sweep
+LOG_SCALE_RATIO = 1e3  # plot on a log axis when positive values span more than this factor
+TICK_CHAR_PX = 4.5  # rough width of one 7-pt tick-label character at DPI, to detect crowding
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
@@ -129,7 +131,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def default_metrics(trials: Sequence[dict[str, Any]]) -> list[str]:
-    """The key metrics to summarize: the core ones plus any ``weights/*`` and ``grad/*``.
+    """Key metrics to summarize: the core ones plus any ``weights/*``, ``grad/*``, ``memory/*``.
 
     Args:
         trials: Output of :func:`load_trials`.
@@ -156,6 +158,41 @@ def trial_seed(trial: dict[str, Any], seed_key: str = SEED_KEY) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def varying_keys(
+    trials: Sequence[dict[str, Any]],
+    option_keys: Sequence[str] | None = None,
+    seed_key: str = SEED_KEY,
+) -> list[str]:
+    """The override keys that define an option.
+
+    Args:
+        trials: Output of :func:`load_trials`.
+        option_keys: Keys chosen by the caller; returned as given.
+        seed_key: Override key of the seed, never an option key by default.
+
+    Returns:
+        ``option_keys`` if given, else every override key except ``seed_key`` whose value
+        differs between trials (keys set the same way everywhere, like a shared
+        ``trainer.max_epochs=3``, would only lengthen labels), in order of first appearance.
+    """
+    if option_keys is not None:
+        return list(option_keys)
+    keys: dict[str, None] = {}
+    for trial in trials:
+        keys.update(dict.fromkeys(k for k in trial["overrides"] if k != seed_key))
+    return [k for k in keys if len({t["overrides"].get(k) for t in trials}) > 1]
+
+
+def option_settings(
+    trials: Sequence[dict[str, Any]],
+    option_keys: Sequence[str] | None = None,
+    seed_key: str = SEED_KEY,
+) -> list[dict[str, str]]:
+    """Each trial's option as ``{key: value}`` over :func:`varying_keys` that it sets."""
+    keys = varying_keys(trials, option_keys, seed_key)
+    return [{k: t["overrides"][k] for k in keys if k in t["overrides"]} for t in trials]
+
+
 def option_labels(
     trials: Sequence[dict[str, Any]],
     option_keys: Sequence[str] | None = None,
@@ -165,24 +202,16 @@ def option_labels(
 
     Args:
         trials: Output of :func:`load_trials`.
-        option_keys: Override keys that define an option. Default: every override key
-            except ``seed_key`` whose value differs between trials (keys set the same way
-            everywhere, like a shared ``trainer.max_epochs=3``, would only lengthen labels).
+        option_keys: Override keys that define an option; default :func:`varying_keys`.
         seed_key: Override key of the seed.
 
     Returns:
         One ``"key=value,key=value"`` label per trial, ``"default"`` when no key applies.
     """
-    if option_keys is None:
-        keys: dict[str, None] = {}
-        for trial in trials:
-            keys.update(dict.fromkeys(k for k in trial["overrides"] if k != seed_key))
-        option_keys = [k for k in keys if len({t["overrides"].get(k) for t in trials}) > 1]
-    labels = []
-    for trial in trials:
-        parts = [f"{k}={trial['overrides'][k]}" for k in option_keys if k in trial["overrides"]]
-        labels.append(",".join(parts) or DEFAULT_OPTION)
-    return labels
+    return [
+        ",".join(f"{k}={v}" for k, v in settings.items()) or DEFAULT_OPTION
+        for settings in option_settings(trials, option_keys, seed_key)
+    ]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -218,24 +247,34 @@ def summarize(
         seed_key: Override key of the seed.
 
     Returns:
-        One dict per option in order of first appearance: ``option``, ``n`` (ok trials),
-        ``n_failed`` (diverged or failed), ``seeds`` (of the ok trials) and, keyed by
-        metric, ``values`` (list over ok trials that report it), ``mean`` and ``std``.
+        One dict per option in order of first appearance: ``option`` (its label),
+        ``settings`` (``{key: value}`` of the label), ``n`` (ok trials), ``n_diverged``,
+        ``n_failed`` (every other status: failed, interrupted, unknown), ``seeds`` (of the
+        ok trials) and, keyed by metric, ``values`` (list over ok trials that report it),
+        ``mean`` and ``std``.
     """
     metrics = default_metrics(trials) if metrics is None else list(metrics)
+    settings = option_settings(trials, option_keys, seed_key)
     groups: dict[str, list[dict[str, Any]]] = {}
-    for trial, label in zip(trials, option_labels(trials, option_keys, seed_key), strict=True):
+    group_settings: dict[str, dict[str, str]] = {}
+    for trial, label, setting in zip(
+        trials, option_labels(trials, option_keys, seed_key), settings, strict=True
+    ):
         groups.setdefault(label, []).append(trial)
+        group_settings.setdefault(label, setting)
     stats = []
     for label, members in groups.items():
         ok = [t for t in members if t["status"] == "ok"]
+        n_diverged = sum(t["status"] == "diverged" for t in members)
         values = {m: [float(t["results"][m]) for t in ok if m in t["results"]] for m in metrics}
         moments = {m: mean_std(v) for m, v in values.items()}
         stats.append(
             {
                 "option": label,
+                "settings": group_settings[label],
                 "n": len(ok),
-                "n_failed": len(members) - len(ok),
+                "n_diverged": n_diverged,
+                "n_failed": len(members) - len(ok) - n_diverged,
                 "seeds": [trial_seed(t, seed_key) for t in ok],
                 "values": values,
                 "mean": {m: mv[0] for m, mv in moments.items()},
@@ -243,6 +282,18 @@ def summarize(
             }
         )
     return stats
+
+
+def trial_error(trial: dict[str, Any]) -> str:
+    """Why a trial is not ok: its error, or for a diverged run without one, where it stopped."""
+    if trial["error"] or trial["status"] != "diverged":
+        return trial["error"]
+    where = [
+        f"{name} {int(trial['results'][k])}"
+        for k, name in (("epoch", "epoch"), ("global_step", "step"))
+        if k in trial["results"]
+    ]
+    return "non-finite loss" + (f", stopped at {', '.join(where)}" if where else "")
 
 
 def failed_trials(
@@ -253,7 +304,8 @@ def failed_trials(
     """The trials whose status is not ``"ok"``.
 
     Returns:
-        ``{"job", "option", "seed", "status", "error"}`` per diverged or failed trial.
+        ``{"job", "option", "seed", "status", "error"}`` per diverged or failed trial; see
+        :func:`trial_error` for the error.
     """
     labels = option_labels(trials, option_keys, seed_key)
     return [
@@ -262,7 +314,7 @@ def failed_trials(
             "option": label,
             "seed": trial_seed(t, seed_key),
             "status": t["status"],
-            "error": t["error"],
+            "error": trial_error(t),
         }
         for t, label in zip(trials, labels, strict=True)
         if t["status"] != "ok"
@@ -273,7 +325,8 @@ def summary_table(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
     """Rows of ``summary.csv``: one per trial.
 
     Returns:
-        ``(header, rows)``. Columns: ``job``, every override key, ``status``, ``error``,
+        ``(header, rows)``. Columns: ``job``, every override key, ``status``, ``error``
+        (:func:`trial_error`),
         then every numeric results key not already a column (a ``seed`` in both the
         overrides and the results is one column; the override wins).
     """
@@ -288,7 +341,7 @@ def summary_table(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
     for t in trials:
         row: list[Any] = [t["job"]]
         row += [t["overrides"].get(k, t["results"].get(k, "")) for k in override_keys]
-        row += [t["status"], t["error"]]
+        row += [t["status"], trial_error(t)]
         row += [t["results"].get(k, "") for k in numeric]
         rows.append(row)
     return fixed + numeric, rows
@@ -304,6 +357,12 @@ def _cell(text: str) -> str:
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 3] + "..."
     return text.replace("|", "\\|")
+
+
+def _not_ok_cell(stat: dict[str, Any]) -> str:
+    counts = (("n_diverged", "diverged"), ("n_failed", "failed"))
+    parts = [f"{stat[k]} {word}" for k, word in counts if stat[k]]
+    return ", ".join(parts)
 
 
 def format_markdown(
@@ -322,20 +381,25 @@ def format_markdown(
 
     Returns:
         Markdown with a table of ``mean ± std`` per option (just the mean when one seed,
-        ``-`` when none) and a section listing the diverged and failed trials.
+        ``-`` when none), a ``not ok`` column counting each option's diverged and failed
+        trials when the sweep has any, and a section listing those trials.
     """
     n_ok = sum(s["n"] for s in stats)
+    n_diverged = sum(s["n_diverged"] for s in stats)
+    n_failed = sum(s["n_failed"] for s in stats)
+    not_ok = n_diverged + n_failed > 0
     lines = [
         f"# {title}",
         "",
-        f"{n_ok + len(failed)} trials: {n_ok} ok, {len(failed)} diverged or failed; "
-        f"{len(stats)} options. Cells are mean ± sample std (ddof=1) over the ok seeds.",
+        f"{n_ok + n_diverged + n_failed} trials: {n_ok} ok, {n_diverged} diverged, "
+        f"{n_failed} failed; {len(stats)} options. Cells are mean ± sample std (ddof=1) over "
+        "the ok seeds; diverged and failed trials are counted, never averaged.",
         "",
-        "| option | n | " + " | ".join(metrics) + " |",
-        "|---|---:|" + "---:|" * len(metrics),
+        "| option | n | " + ("not ok | " if not_ok else "") + " | ".join(metrics) + " |",
+        "|---|---:|" + ("---|" if not_ok else "") + "---:|" * len(metrics),
     ]
     for s in stats:
-        cells = []
+        cells = [_not_ok_cell(s)] if not_ok else []
         for m in metrics:
             mean, std = s["mean"][m], s["std"][m]
             if not s["values"][m]:
@@ -427,8 +491,29 @@ def _new_figure() -> Any:
     return fig
 
 
+def short_labels(settings: Sequence[dict[str, str]]) -> tuple[list[str], str]:
+    """Compact plot labels for options.
+
+    Args:
+        settings: Each option's ``{key: value}`` (``settings`` of :func:`summarize`).
+
+    Returns:
+        ``(labels, axis_label)``. When every option sets the same keys the labels are the
+        values alone, one line per key, and ``axis_label`` names the keys (``"a / b"``);
+        otherwise the labels are ``key=value`` lines and ``axis_label`` is ``""``.
+    """
+    keys = [list(s) for s in settings]
+    if keys and keys[0] and all(k == keys[0] for k in keys):
+        return ["\n".join(s.values()) for s in settings], " / ".join(keys[0])
+    labels = ["\n".join(f"{k}={v}" for k, v in s.items()) or DEFAULT_OPTION for s in settings]
+    return labels, ""
+
+
 def plot_metric(stats: Sequence[dict[str, Any]], metric: str, path: str | Path) -> bool:
     """Plot a metric by option: each seed as a dot, mean with std error bars.
+
+    The y axis is logarithmic when the values are positive and span more than
+    ``LOG_SCALE_RATIO``.
 
     Args:
         stats: Output of :func:`summarize` including ``metric``.
@@ -448,8 +533,18 @@ def plot_metric(stats: Sequence[dict[str, Any]], metric: str, path: str | Path) 
         ax.plot([x] * len(s["values"][metric]), s["values"][metric], ".", color="0.6")
     errors = [0.0 if math.isnan(s["std"][metric]) else s["std"][metric] for s in shown]
     ax.errorbar(xs, [s["mean"][metric] for s in shown], yerr=errors, fmt="o", capsize=4)
-    ax.set_xticks(list(xs), [s["option"].replace(",", "\n") for s in shown], fontsize=7)
+    labels, axis_label = short_labels([s["settings"] for s in shown])
+    widest = max(len(line) for label in labels for line in label.split("\n"))
+    crowded = len(shown) * widest * TICK_CHAR_PX > FIGSIZE[0] * DPI * 0.8
+    ax.set_xticks(
+        list(xs), labels, fontsize=7, rotation=30 if crowded else 0,
+        ha="right" if crowded else "center",
+    )  # fmt: skip
     ax.set_xlim(-0.5, len(shown) - 0.5)
+    every = [v for s in shown for v in s["values"][metric]]
+    if min(every) > 0 and max(every) > LOG_SCALE_RATIO * min(every):
+        ax.set_yscale("log")  # e.g. vanishing gradients: 1e-10 next to 1
+    ax.set_xlabel(axis_label, fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: mean ± std over seeds", fontsize=9)
     fig.tight_layout()
@@ -458,7 +553,10 @@ def plot_metric(stats: Sequence[dict[str, Any]], metric: str, path: str | Path) 
 
 
 def plot_curves(
-    curves: dict[str, list[tuple[int, float]]], path: str | Path, metric: str = CURVE_METRIC
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | Path,
+    metric: str = CURVE_METRIC,
+    settings: dict[str, dict[str, str]] | None = None,
 ) -> bool:
     """Plot one mean learning curve per option.
 
@@ -466,24 +564,32 @@ def plot_curves(
         curves: Output of :func:`mean_curves`.
         path: PNG file to write.
         metric: Y-axis label.
+        settings: ``{option label: {key: value}}`` for compact legend entries (see
+            :func:`short_labels`); None uses the labels as they are.
 
     Returns:
         Whether a file was written (False when there are no curves).
     """
     if not curves:
         return False
+    names, title = list(curves), None
+    if settings is not None and all(label in settings for label in curves):
+        short, title = short_labels([settings[label] for label in curves])
+        names = [name.replace("\n", ", ") for name in short]
     fig = _new_figure()
     ax = fig.subplots()
-    for label, points in curves.items():
+    for name, points in zip(names, curves.values(), strict=True):
         epochs, values = zip(*points, strict=True)
-        ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} by epoch, mean over seeds", fontsize=9)
-    ax.legend(fontsize=7)
+    many = len(names) > 5
+    ax.legend(fontsize=6 if many else 7, ncol=2 if many else 1, title=title or None,
+              title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     return True
@@ -538,6 +644,7 @@ def write_report(
         if plot_metric(stats, metric, sweep / name):
             files[name] = sweep / name
     curves = mean_curves(trials, option_labels(trials, option_keys))
-    if plot_curves(curves, sweep / "curves.png"):
+    settings = {s["option"]: s["settings"] for s in stats}
+    if plot_curves(curves, sweep / "curves.png", settings=settings):
         files["curves.png"] = sweep / "curves.png"
     return files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -29,9 +30,44 @@ def config_subdir(resume: str | None) -> str:
     return ".hydra" if resume is None else ".hydra_resume"
 
 
+def _device_count(devices: object) -> int | None:
+    """Number of devices ``trainer.devices`` names, None for ``-1``/``auto`` (decided at run time)."""
+    if isinstance(devices, Sequence) and not isinstance(devices, str):  # ListConfig too
+        return len(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
+        return devices
+    if isinstance(devices, str) and devices.strip().isdigit() and int(devices) >= 1:
+        return int(devices)
+    return None
+
+
+def tasks_per_node(devices: object) -> int:
+    """``hydra.launcher.tasks_per_node`` for SLURM: one task (process) per device of the trainer.
+
+    Raises when ``trainer.devices`` is ``-1``/``auto``: srun starts the processes before any GPU
+    is counted, so the number must be written down.
+    """
+    count = _device_count(devices)
+    if count is None:
+        raise ValueError(f"trainer.devices={devices!r} cannot size a SLURM job: set it to the "
+                         "number of GPUs per node (e.g. trainer.devices=4) with hydra/launcher=slurm")
+    return count
+
+
+def gpus_per_node(accelerator: str, devices: object) -> int:
+    """``hydra.launcher.gpus_per_node``: the trainer's devices, or 0 for ``accelerator=cpu``."""
+    return 0 if str(accelerator) == "cpu" else tasks_per_node(devices)
+
+
 def register() -> None:
     """Register every trainlab resolver (idempotent)."""
-    for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", config_subdir)):
+    from trainlab import gpu_slots  # light: no torch at import
+
+    for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", config_subdir),
+                     ("trainlab_tasks_per_node", tasks_per_node),
+                     ("trainlab_gpus_per_node", gpus_per_node),
+                     ("trainlab_pack_jobs", gpu_slots.pack_jobs),
+                     ("trainlab_trial_devices", gpu_slots.trial_devices)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import LRSchedulerCallable
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau, SequentialLR
 from typing_extensions import override
 
@@ -30,7 +32,7 @@ class LRSchedule(pl.Callback):
         monitor: metric for ReduceLROnPlateau (e.g. ``val/loss``), read after validation.
     """
 
-    def __init__(self, scheduler: Callable[..., Any], interval: str = "epoch", warmup: int = 0,
+    def __init__(self, scheduler: LRSchedulerCallable, interval: str = "epoch", warmup: int = 0,
                  warmup_start_factor: float = 0.1, monitor: str | None = None) -> None:
         if interval not in INTERVALS:
             raise ValueError(f"scheduler.interval must be one of {INTERVALS}, got {interval!r}")
@@ -53,7 +55,7 @@ class LRSchedule(pl.Callback):
         """Create the scheduler (with warmup in front) for ``optimizer``."""
         kwargs = {}
         if total_steps is not None and "total_steps" in _parameters(self.factory) \
-                and "total_steps" not in getattr(self.factory, "keywords", {}):
+                and getattr(self.factory, "keywords", {}).get("total_steps") is None:
             kwargs["total_steps"] = total_steps - self.warmup
         main = self.factory(optimizer, **kwargs)
         if self.warmup:
@@ -113,14 +115,21 @@ class LRSchedule(pl.Callback):
         self._pending_state = state_dict.get("scheduler")
 
 
+def _target(factory: Callable) -> Callable:
+    """What a scheduler factory builds: ``partial(cls, ...)`` from Hydra, or jsonargparse's
+    ``partial(call_without_instantiate_context, instantiator, cls, ...)`` from LightningCLI."""
+    if isinstance(factory, functools.partial):
+        return next((a for a in (factory.func, *factory.args) if isinstance(a, type)), factory.func)
+    return factory
+
+
 def _parameters(factory: Callable) -> set[str]:
-    target = getattr(factory, "func", factory)
     try:
-        return set(inspect.signature(target).parameters)
+        return set(inspect.signature(_target(factory)).parameters)
     except (TypeError, ValueError):
         return set()
 
 
 def _target_is(factory: Callable, cls: type) -> bool:
-    target = getattr(factory, "func", factory)
+    target = _target(factory)
     return isinstance(target, type) and issubclass(target, cls)

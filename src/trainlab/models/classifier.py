@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.cli import OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -14,7 +15,9 @@ from typing_extensions import override
 
 from trainlab.regularization import Regularization
 
-OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
+# Completed with parameter groups: ``partial(torch.optim.Adam, lr=1e-3)`` from Hydra's ``_partial_``,
+# or ``class_path``/``init_args`` from LightningCLI (``--model.optimizer=Adam``).
+OptimizerFactory = OptimizerCallable
 
 
 class Classifier(pl.LightningModule):
@@ -60,8 +63,9 @@ class Classifier(pl.LightningModule):
             if self.top_k:
                 setattr(self, f"{stage}_acc_top{self.top_k}",
                         MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
-        # Training sums live in plain tensors: one in-place add per step, no metric object
-        # overhead in the hot loop; reduced across ranks once per epoch.
+        # Training sums (loss * n, correct, n, penalty * n) live in one float64 buffer: a few
+        # in-place adds per step, no metric object in the hot loop; reduced across ranks once
+        # per epoch.
         self.register_buffer("train_sums", torch.zeros(4, dtype=torch.float64), persistent=False)
         self.status = "ok"
 
@@ -91,13 +95,15 @@ class Classifier(pl.LightningModule):
             self.trainer.should_stop = True
             return None
         with torch.no_grad():
+            # One in-place add per sum into a float64 buffer: no per-step stack/alloc, no sync.
             hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
-            correct = (logits.argmax(dim=1) == hard).sum()
             n = y.shape[0]
-            self.train_sums += torch.stack([loss.detach().double() * n, correct.double(),
-                                            torch.tensor(float(n), device=correct.device,
-                                                         dtype=torch.float64),
-                                            (total - loss).detach().double() * n])
+            sums = self.train_sums
+            sums[0].add_(loss.detach(), alpha=n)
+            sums[1].add_((logits.argmax(dim=1) == hard).sum())
+            sums[2].add_(n)
+            if total is not loss:
+                sums[3].add_((total - loss).detach(), alpha=n)
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return total

@@ -1,0 +1,64 @@
+"""``model.compile``, ``model.channels_last`` and mixed precision, trained end to end on digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.eval_frame import OptimizedModule
+
+from trainlab.pipeline import build
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+
+
+def train(cfg_factory, *overrides: str):
+    cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+                      *overrides)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule)
+    return datamodule, model, trainer
+
+
+def assert_compiled_matches_eager(model, datamodule) -> None:
+    x = datamodule.to_model_input(datamodule.splits["val"][0][:64]).to(model.device)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.forward_fn(x), model.net(x), atol=1e-4)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: over a minute on a 2-core CPU
+def test_compile_trains_one_epoch_on_cpu(cfg_factory):
+    datamodule, model, trainer = train(cfg_factory, "model.compile=true", "trainer=cpu",
+                                       "trainer.max_epochs=1")
+    assert isinstance(model.forward_fn, OptimizedModule) and model.forward_fn._orig_mod is model.net
+    assert model.status == "ok" and trainer.global_step == (1797 - 450 - 200) // 64
+    assert trainer.callback_metrics["val/acc"] > 0.6  # chance is 0.1
+    assert_compiled_matches_eager(model, datamodule)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_bf16_mixed_trains_on_cuda(cfg_factory):
+    dtypes = []
+    cfg_overrides = ("trainer=gpu", "trainer.precision=bf16-mixed")
+    cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+                      *cfg_overrides)
+    datamodule, model, trainer = build(cfg)
+    model.net.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+    trainer.fit(model, datamodule=datamodule)
+    assert model.device.type == "cuda" and torch.bfloat16 in set(dtypes)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # fp32 master weights
+    assert model.status == "ok" and trainer.callback_metrics["val/acc"] > 0.8
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_compile_and_channels_last_train_on_cuda(cfg_factory):
+    datamodule, model, trainer = train(cfg_factory, "trainer=gpu", "model.compile=true",
+                                       "model.channels_last=true")
+    assert model.device.type == "cuda" and isinstance(model.forward_fn, OptimizedModule)
+    conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.status == "ok" and trainer.callback_metrics["val/acc"] > 0.8
+    assert_compiled_matches_eager(model, datamodule)

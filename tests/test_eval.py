@@ -1,0 +1,110 @@
+"""``python eval.py``: test a run's checkpoint, predict new images, never touch the run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torchvision.io import write_png
+
+from trainlab.data.sources import digits
+from trainlab.eval import EvalError, run_dir_of
+from trainlab.evaluation import load_weights, predict_proba, read_inputs, run_config
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A one-epoch digits run (its best checkpoint is the one its test used)."""
+    run = tmp_path_factory.mktemp("train") / "run"
+    proc = run_cli("data=digits", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+                   f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def test_eval_reproduces_the_runs_test_and_predicts_into_its_own_dir(trained_run, tmp_path):
+    results = json.loads((trained_run / "results.json").read_text())
+    ckpt = trained_run / "checkpoints" / results["tested_checkpoint"]
+    split = digits()
+    torch.save(split.test_x, tmp_path / "test_x.pt")
+    before = snapshot(trained_run)
+    out = tmp_path / "eval"
+    proc = run_cli(f"ckpt_path={ckpt}", f"predict_path={tmp_path / 'test_x.pt'}",
+                   f"hydra.run.dir={out}", script="eval.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert snapshot(trained_run) == before  # nothing in the training run changed
+    assert {p.name for p in out.iterdir()} == {".hydra_eval", "eval.log", "eval.json",
+                                               "predictions.csv"}
+    evaluated = json.loads((out / "eval.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
+    assert evaluated["test/loss"] == pytest.approx(results["test/loss"], abs=1e-5)
+    assert evaluated["run_dir"] == str(trained_run.resolve()) and evaluated["n_predictions"] == 450
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    probs = torch.tensor([[float(r[f"p_{k}"]) for k in range(10)] for r in rows])
+    assert torch.allclose(probs.sum(dim=1), torch.ones(len(rows)), atol=1e-4)
+    preds = torch.tensor([int(r["pred"]) for r in rows])
+    assert torch.equal(preds, probs.argmax(dim=1))
+    # the same images through the same weights and normalization: the test accuracy again
+    assert (preds == split.test_y).double().mean().item() == pytest.approx(evaluated["test/acc"],
+                                                                           abs=1e-6)
+    assert "test/acc" in proc.stdout
+
+
+def test_png_folder_and_float_tensor_give_the_same_probabilities(trained_run, tmp_path):
+    images = digits().test_x[:3]
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        write_png(image, str(folder / f"img{i}.png"))
+    torch.save(images.float() / 255, tmp_path / "x01.pt")
+    from_png, names = read_inputs(folder, (1, 8, 8))
+    from_pt, _ = read_inputs(tmp_path / "x01.pt", (1, 8, 8))
+    assert names == ["img0.png", "img1.png", "img2.png"] and torch.equal(from_png, images)
+    cfg = run_config(trained_run, OmegaConf.create({}), [])
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    load_weights(model, datamodule, trained_run / "checkpoints" / "last.ckpt")
+    cpu = torch.device("cpu")
+    p_png = predict_proba(model, datamodule, from_png, 2, cpu)
+    p_pt = predict_proba(model, datamodule, from_pt, 2, cpu)
+    assert p_png.shape == (3, 10) and torch.allclose(p_png, p_pt, atol=1e-6)
+
+
+def test_missing_checkpoint_fails_with_the_key_and_writes_nothing(tmp_path):
+    out = tmp_path / "eval"
+    proc = run_cli(f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={out}", script="eval.py")
+    assert proc.returncode != 0
+    assert f"ckpt_path={tmp_path / 'nope.ckpt'} does not exist" in proc.stderr + proc.stdout
+    assert not (out / "eval.json").exists()
+
+
+def test_checkpoint_errors_say_what_to_pass(trained_run, tmp_path):
+    with pytest.raises(EvalError, match=r"is a directory, not a checkpoint file; it holds \["):
+        run_dir_of(trained_run)
+    loose = tmp_path / "loose" / "checkpoints" / "x.ckpt"
+    loose.parent.mkdir(parents=True)
+    loose.write_bytes(b"")
+    with pytest.raises(EvalError, match="has no .hydra/config.yaml"):
+        run_dir_of(loose)
+    assert run_dir_of(trained_run / "checkpoints" / "last.ckpt") == trained_run.resolve()
+
+
+@pytest.mark.parametrize(("tensor", "message"), [
+    (torch.zeros(2, 1, 9, 9, dtype=torch.uint8), r"must hold a tensor \(N, 1, 8, 8\), got \[2, 1, 9, 9\]"),
+    (torch.full((2, 1, 8, 8), 2.0), r"float images must lie in \[0, 1\]"),
+    (torch.zeros(2, 1, 8, 8, dtype=torch.int64), "must be uint8 .* or float"),
+])
+def test_bad_prediction_inputs_are_refused(tmp_path, tensor, message):
+    torch.save(tensor, tmp_path / "x.pt")
+    with pytest.raises(EvalError, match=message):
+        read_inputs(tmp_path / "x.pt", (1, 8, 8))

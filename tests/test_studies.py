@@ -1,0 +1,139 @@
+"""The studies (conf/experiment/study/*.yaml): every arm of every sweep composes and builds, and
+a real sweep writes the report with one row per trial, failed trials included."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose_cfg, run_cli
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from trainlab.pipeline import build
+from trainlab.report import load_trials, summarize
+from trainlab.train import CONFIG_DIR
+
+STUDY_DIR = ROOT / "conf" / "experiment" / "study"
+STUDIES = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+REQUIRED = {"regularization", "dropout", "batchnorm", "init", "lr_decay", "grad_clip",
+            "optimizers", "augmentation", "normalization", "precision"}
+MIN_SEEDS = 3
+
+
+def sweep_params(study: str) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` of a study as ``{override key: [value, ...]}``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"+experiment=study/{study}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    parser = OverridesParser.create()
+    params = {}
+    for key, value in OmegaConf.to_container(cfg.hydra.sweeper.params).items():
+        (override,) = parser.parse_overrides([f"{key}={value}"])
+        params[override.get_key_element()] = list(override.sweep_string_iterator())
+    return params
+
+
+def arms(study: str) -> list[list[str]]:
+    """Every combination of the study's swept values except the seed (first seed only)."""
+    params = sweep_params(study)
+    seeds = params.pop("seed")
+    grid = itertools.product(*([f"{k}={v}" for v in values] for k, values in params.items()))
+    return [[f"+experiment=study/{study}", *combo, f"seed={seeds[0]}"] for combo in grid]
+
+
+def test_every_required_study_exists():
+    assert REQUIRED <= set(STUDIES), f"missing: {sorted(REQUIRED - set(STUDIES))}"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_is_a_global_sweep_over_seeds(study):
+    text = (STUDY_DIR / f"{study}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    assert f"python train.py -m +experiment=study/{study}" in text  # the command, documented
+    params = sweep_params(study)
+    assert len(params.pop("seed")) >= MIN_SEEDS
+    assert params and all(len(values) >= 2 for values in params.values()), params
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_arm_composes_and_builds(study, tmp_path):
+    for overrides in arms(study):
+        cfg = compose_cfg(overrides, tmp_path)
+        assert cfg.tag == f"study_{study}"
+        datamodule, model, trainer = build(cfg)
+        assert trainer.checkpoint_callback is None  # studies test the final weights
+    GlobalHydra.instance().clear()
+
+
+def test_arms_really_differ(tmp_path):
+    """The dict-valued and group sweeps reach the objects they are meant to change."""
+    reg = {o[1]: o for o in arms("regularization")}
+    cfg = compose_cfg(reg["model.regularization={decoupled_weight_decay:4.0}"], tmp_path)
+    assert cfg.model.regularization.decoupled_weight_decay == 4.0
+    assert cfg.model.regularization.l1 == 0.0
+    cfg = compose_cfg(reg["model.regularization={}"], tmp_path)
+    assert (cfg.model.regularization.l1, cfg.model.regularization.l2) == (0.0, 0.0)
+    init = {tuple(o[1:3]): o for o in arms("init")}
+    cfg = compose_cfg(init[("model.net.activation=ReLU", "init=normal_std1")], tmp_path)
+    assert cfg.model.init.weight.std == 1.0 and cfg.model.net.activation == "ReLU"
+    cfg = compose_cfg(init[("model.net.activation=Sigmoid", "init=default")], tmp_path)
+    assert cfg.model.init is None
+    GlobalHydra.instance().clear()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_study_sweep_writes_the_report(tmp_path):
+    """2 options x 2 seeds of the regularization study, 1 epoch: one row per trial and the
+    means in summary.md are those of the trials' results.json."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "+experiment=study/regularization", "model.regularization={},{l1:1e-3}",
+                   "seed=1,2", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["model.regularization"], r["seed"], r["status"]) for r in rows] == [
+        ("{}", "1", "ok"), ("{}", "2", "ok"), ("{l1:0.001}", "1", "ok"), ("{l1:0.001}", "2", "ok"),
+    ]  # fmt: skip
+    results = [json.loads((sweep / str(job) / "results.json").read_text()) for job in range(4)]
+    assert all(r["status"] == "ok" and r["epoch"] == 1 for r in results)
+    none, l1 = (s for s in summarize(load_trials(sweep)))
+    assert none["option"] == "model.regularization={}" and none["n"] == 2
+    assert none["mean"]["test/acc"] == pytest.approx((results[0]["test/acc"] + results[1]["test/acc"]) / 2)
+    assert l1["std"]["weights/l1"] == pytest.approx(
+        abs(results[2]["weights/l1"] - results[3]["weights/l1"]) / math.sqrt(2))
+    # the L1 penalty is on: it is logged, and only in the L1 arm
+    assert "train/reg_loss" in results[2] and "train/reg_loss" not in results[0]
+    markdown = (sweep / "summary.md").read_text()
+    assert "4 trials: 4 ok, 0 diverged, 0 failed; 2 options" in markdown
+    assert "| option | n | test/acc | test/loss | gap/acc | weights/l1 | weights/l2 |" in markdown
+    assert "| model.regularization={l1:0.001} | 2 |" in markdown
+    for plot in ("plot_test_acc.png", "plot_weights_sparsity.png", "curves.png"):
+        assert (sweep / plot).stat().st_size > 1000
+
+
+def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "+experiment=study/regularization", "model.regularization={}",
+                   "model.net.dropout=0.2,1.5", "seed=1", "trainer.max_epochs=1",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ok, bad = (json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1"))
+    assert ok["status"] == "ok" and 0 < ok["test/acc"] <= 1
+    assert bad["status"] == "failed" and "dropout" in bad["error"]
+    markdown = (sweep / "summary.md").read_text()
+    assert "2 trials: 1 ok, 0 diverged, 1 failed; 2 options" in markdown
+    assert "| model.net.dropout=0.2 | 1 |  |" in markdown
+    assert "| model.net.dropout=1.5 | 0 | 1 failed | - |" in markdown
+    failed_section = markdown.split("## Failed or diverged trials")[1]
+    assert "| 1 | model.net.dropout=1.5 | 1 | failed |" in failed_section
