@@ -4,17 +4,19 @@ Three ways to train the same network on the same Fashion-MNIST batches, run in t
 process for several rounds so that concurrent load on a shared machine hits them alike:
 
 - ``trainlab``: a real ``pytorch_lightning.Trainer`` built by ``trainlab.pipeline.build`` from the
-  Hydra config (``conf/train.yaml`` + ``--override``s), with its callbacks and CSV logger. Off
-  for the benchmark: validation and the sanity check (``limit_val_batches=0``), the model
-  checkpoint (it writes once per epoch, never inside the timed steps) and, unless
-  ``--progress-bar``, the rich progress bar (it draws to the terminal).
+  Hydra config (``conf/train.yaml`` + ``--override``s) with its callbacks (progress bar, LR
+  schedule, diagnostics, per-epoch seeding, preemption) and CSV logger. Off for the benchmark:
+  validation and the sanity check (``limit_val_batches=0``) and the model checkpoint (it writes
+  once per epoch, never inside the timed steps). The rich progress bar renders as in a
+  terminal, into memory. ``trainlab_nobar`` is the same without the progress bar.
 - ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
   float tensors normalized once up front (the fastest a user would write).
 - ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
   per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
   lightning-hydra-template does.
 
-Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
+All variants run with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set, as ``python train.py`` does
+(``trainlab.train.sleeping_openmp_threads``). Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
 ``on_train_batch_start``-equivalent points, so data loading and every per-step hook count).
 The per-round ratios are ratios of variants measured next to each other; the report gives the
 median over rounds.
@@ -46,7 +48,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
+VARIANTS = ("trainlab", "trainlab_nobar", "hand", "torchvision0", "torchvision2")
+DEFAULT_VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -104,7 +107,7 @@ class Bench:
 
     # -- trainlab: the real Trainer -------------------------------------------------------
 
-    def trainlab(self) -> float:
+    def trainlab(self, progress_bar: bool = True) -> float:
         import pytorch_lightning as pl
 
         from trainlab.pipeline import build
@@ -114,12 +117,16 @@ class Bench:
         overrides = [*self.base, "trainer.max_epochs=1", f"trainer.limit_train_batches={self.total + 1}",
                      "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
                      "callbacks.model_checkpoint=null"]
-        if not args.progress_bar:
+        if not progress_bar:
             overrides.append("callbacks.progress_bar=null")
         cfg = compose(overrides, out)
         datamodule, model, trainer = build(cfg)
         datamodule.splits = self.datamodule_splits  # already read: skip the gunzip
         datamodule.shift, datamodule.scale = self.shift, self.scale
+        sink = io.StringIO()
+        if trainer.progress_bar_callback is not None:  # draw as on a terminal, but into memory
+            trainer.progress_bar_callback._console_kwargs = {
+                "file": sink, "force_terminal": True, "width": 120}
 
         stamps: dict[int, float] = {}
         first, last = args.warmup, self.total
@@ -130,7 +137,7 @@ class Bench:
                     stamps[batch_idx] = time.perf_counter()
 
         trainer.callbacks.append(Stopwatch())
-        with contextlib.redirect_stdout(io.StringIO()) if not args.progress_bar else contextlib.nullcontext():
+        with contextlib.redirect_stdout(sink):
             trainer.fit(model, datamodule=datamodule)
         if model.status != "ok":
             raise RuntimeError(f"trainlab round ended with status {model.status}")
@@ -155,6 +162,10 @@ class Bench:
 
         net, opt, channels_last, cfg = self._net_and_optimizer()
         smoothing = float(cfg.model.label_smoothing)
+        precision = str(cfg.trainer.precision)
+        if precision not in ("32-true", "32", "bf16-mixed"):
+            raise SystemExit(f"the hand loop knows 32-true and bf16-mixed, not {precision}")
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
         start = None
         for step, (x, y) in enumerate(batches()):
             if step == self.args.warmup:
@@ -163,7 +174,8 @@ class Bench:
                 return time.perf_counter() - start
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
+            with autocast:
+                loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -209,8 +221,8 @@ class Bench:
 
     def run(self, variant: str) -> float:
         """Samples per second of one timed round of ``variant``."""
-        if variant == "trainlab":
-            seconds = self.trainlab()
+        if variant.startswith("trainlab"):
+            seconds = self.trainlab(progress_bar=variant == "trainlab")
         elif variant == "hand":
             seconds = self.hand()
         else:
@@ -278,12 +290,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
-    p.add_argument("--variants", default=",".join(VARIANTS),
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help=f"comma-separated subset of {', '.join(VARIANTS)}")
     p.add_argument("--override", action="append", default=[],
                    help="Hydra override for all variants, e.g. --override model.channels_last=false")
-    p.add_argument("--progress-bar", action="store_true",
-                   help="keep the default RichProgressBar in the trainlab variant")
     p.add_argument("--profile", choices=VARIANTS, help="cProfile one round of this variant and stop")
     p.add_argument("--startup", action="store_true",
                    help="measure `python train.py` start-up to the first step instead")
@@ -293,6 +303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from trainlab.train import sleeping_openmp_threads
+
+    sleeping_openmp_threads()  # as `python train.py` does, before torch loads
     if args.startup:
         result = {"startup": startup(args)}
         if args.json:
@@ -332,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
                 per_round = [a / b for a, b in zip(rates["trainlab"], rates[v], strict=True)]
                 ratios[f"trainlab/{v}"] = statistics.median(per_round)
     print(f"\nmedian samples/s over {args.rounds} rounds of {args.steps} steps, batch "
-          f"{args.batch_size}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs:")
+          f"{args.batch_size}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average "
+          f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}:")
     for v in variants:
         print(f"  {v:>13}: {median[v]:8,.0f}   (rounds: {', '.join(f'{x:,.0f}' for x in rates[v])})")
     for k, v in ratios.items():
@@ -340,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                        "loadavg_at_end": os.getloadavg(),
                         "python": platform.python_version(), "torch": torch.__version__,
                         "processor": platform.processor() or platform.machine()},
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
 
 from trainlab.data import ImageDataModule, TensorBatchLoader
 from trainlab.data.idx import CorruptDataError, read_idx
+from trainlab.data.image_datamodule import channel_stats
 from trainlab.data.sources import DataUnavailableError, ImageSplits, digits, fashion_mnist
 
 
@@ -122,6 +124,26 @@ def test_normalization_uses_training_split_only():
     whole = splits.train_x.double().div(255).mean(dim=(0, 2, 3)).float()
     assert not torch.allclose(dm.shift, whole, atol=1e-6)  # val images were left out
     assert len(train_x) == 40 and len(dm.splits["val"][0]) == 10
+
+
+def test_channel_stats_from_histograms_match_the_float_formula():
+    images = small_splits(n_train=300).train_x
+    x = images.double() / 255
+    mean, std = channel_stats(images)
+    assert torch.allclose(mean, x.mean(dim=(0, 2, 3)), rtol=0, atol=1e-12)
+    assert torch.allclose(std, x.std(dim=(0, 2, 3)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_transfer_normalizes_in_place_exactly_as_to_model_input(dtype):
+    dm = ImageDataModule(small_splits, [2, 4, 4], 3, val_size=10)
+    dm.setup()
+    dm.trainer = SimpleNamespace(training=True, lightning_module=SimpleNamespace(dtype=dtype))
+    x, y = dm.splits["train"]
+    out, out_y = dm.on_after_batch_transfer((x, y), 0)
+    expected = (x.to(dtype) / 255 - dm.shift.view(1, -1, 1, 1)) / dm.scale.view(1, -1, 1, 1)
+    assert out.dtype == dtype and torch.equal(out, expected) and out_y is y
+    assert x.dtype == torch.uint8  # the stored images are untouched
 
 
 def test_minmax_and_none_normalization():

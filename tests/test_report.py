@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from trainlab.hydra_callbacks import SweepReport
 from trainlab.report import (
+    configured_report,
     default_metrics,
     failed_trials,
     find_job_dirs,
@@ -34,6 +35,7 @@ from trainlab.report import (
     summarize,
     summary_table,
     write_report,
+    y_scale,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,6 +275,13 @@ def test_markdown_has_no_not_ok_column_when_all_ok(sweep: Path) -> None:
     assert "| regularization=l1 | 3 | 0.92 ± 0.02 |" in markdown
 
 
+def test_markdown_std_has_two_significant_digits() -> None:
+    stat = {"option": "default", "n": 3, "n_diverged": 0, "n_failed": 0,
+            "values": {"test/acc": [0.9489, 0.9533, 0.9556]},
+            "mean": {"test/acc": 0.952593}, "std": {"test/acc": 0.003394}}  # fmt: skip
+    assert "| default | 3 | 0.9526 ± 0.0034 |" in format_markdown([stat], [], ["test/acc"])
+
+
 def test_diverged_trial_without_message_says_where_it_stopped(tmp_path: Path) -> None:
     make_job(tmp_path, "0", ["grad_clip=none", "seed=1"],
              {"status": "diverged", "epoch": 2, "global_step": 27, "seed": 1})
@@ -280,9 +289,9 @@ def test_diverged_trial_without_message_says_where_it_stopped(tmp_path: Path) ->
              {"status": "ok", "test/acc": 0.9, "seed": 1})  # fmt: skip
     trials = load_trials(tmp_path)
     (failed,) = failed_trials(trials)
-    assert failed["error"] == "non-finite loss, stopped at epoch 2, step 27"
+    assert failed["error"] == "non-finite loss after 27 optimizer steps"
     header, rows = summary_table(trials)
-    assert rows[0][header.index("error")] == "non-finite loss, stopped at epoch 2, step 27"
+    assert rows[0][header.index("error")] == "non-finite loss after 27 optimizer steps"
     markdown = format_markdown(summarize(trials), [failed], ["test/acc"])
     assert "| grad_clip=none | 0 | 1 diverged | - |" in markdown
     assert "| grad_clip=norm | 1 |  | 0.9 |" in markdown
@@ -315,6 +324,26 @@ def test_plot_uses_log_axis_for_values_spanning_decades(tmp_path: Path) -> None:
              for name, v in (("normal", 1e-10), ("xavier", 1e-1))]  # fmt: skip
     assert plot_metric(stats, "grad/first_layer", tmp_path / "grad.png")
     assert png_size(tmp_path / "grad.png") == (600, 350)
+    stats[0]["values"]["grad/first_layer"].append(0.0)  # a dead network: symlog, no error
+    assert plot_metric(stats, "grad/first_layer", tmp_path / "dead.png")
+
+
+def test_plot_keeps_an_option_whose_trials_all_diverged(tmp_path: Path) -> None:
+    make_job(tmp_path, "0", ["grad_clip=none", "seed=1"], {"status": "diverged", "seed": 1})
+    make_job(tmp_path, "1", ["grad_clip=norm", "seed=1"], {"status": "ok", "test/acc": 0.9})
+    stats = summarize(load_trials(tmp_path))
+    assert [(s["option"], s["n"], s["n_diverged"]) for s in stats] == [
+        ("grad_clip=none", 0, 1), ("grad_clip=norm", 1, 0)]
+    assert plot_metric(stats, "test/acc", tmp_path / "acc.png")
+    assert not plot_metric(stats, "test/loss", tmp_path / "loss.png")  # no option has it
+
+
+def test_y_scale() -> None:
+    assert y_scale([1e-10, 0.5, 1.0]) == ("log", {})
+    assert y_scale([0.0, 1e-9, 1.0]) == ("symlog", {"linthresh": 1e-9})
+    assert y_scale([0.9, 0.95]) == ("linear", {})
+    assert y_scale([-1.0, 1e-9, 1.0]) == ("linear", {})  # signed values: no log axis
+    assert y_scale([0.0, 0.0]) == ("linear", {})
 
 
 def test_read_and_mean_curves(sweep: Path) -> None:
@@ -373,6 +402,24 @@ def test_script_regenerates_report(sweep: Path) -> None:
         assert (sweep / name).is_file()
     assert png_size(sweep / "curves.png") == (600, 350)
     assert not (sweep / "plot_wall_s.png").exists()
+
+
+def test_script_reuses_the_metrics_the_sweep_chose(sweep: Path) -> None:
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"callbacks": {"report": {
+        "_target_": "trainlab.hydra_callbacks.SweepReport", "metrics": ["test/acc", "weights/l1"],
+    }}}}))  # fmt: skip
+    assert configured_report(sweep) == {"metrics": ["test/acc", "weights/l1"], "option_keys": None}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), str(sweep)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert "| option | n | not ok | test/acc | weights/l1 |" in result.stdout
+    assert (sweep / "plot_weights_l1.png").is_file()
+    assert not (sweep / "plot_test_loss.png").exists()
+
+
+def test_configured_report_without_multirun_yaml(tmp_path: Path) -> None:
+    assert configured_report(tmp_path) == {"metrics": None, "option_keys": None}
 
 
 def test_script_fails_cleanly_on_empty_dir(tmp_path: Path) -> None:

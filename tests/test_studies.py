@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, compose_cfg, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -76,16 +77,23 @@ def test_every_arm_composes_and_builds(study, tmp_path):
 def test_arms_really_differ(tmp_path):
     """The dict-valued and group sweeps reach the objects they are meant to change."""
     reg = {o[1]: o for o in arms("regularization")}
-    cfg = compose_cfg(reg["model.regularization={decoupled_weight_decay:4.0}"], tmp_path)
-    assert cfg.model.regularization.decoupled_weight_decay == 4.0
-    assert cfg.model.regularization.l1 == 0.0
-    cfg = compose_cfg(reg["model.regularization={}"], tmp_path)
-    assert (cfg.model.regularization.l1, cfg.model.regularization.l2) == (0.0, 0.0)
+    _, model, _ = build(compose_cfg(reg["model.regularization={decoupled_weight_decay:4.0}"],
+                                    tmp_path))
+    assert (model.regularization.decoupled_weight_decay, model.regularization.l1) == (4.0, 0.0)
+    _, model, _ = build(compose_cfg(reg["model.regularization={}"], tmp_path))
+    assert not model.regularization.has_penalty and model.regularization.weight_decay == 0.0
     init = {tuple(o[1:3]): o for o in arms("init")}
-    cfg = compose_cfg(init[("model.net.activation=ReLU", "init=normal_std1")], tmp_path)
-    assert cfg.model.init.weight.std == 1.0 and cfg.model.net.activation == "ReLU"
-    cfg = compose_cfg(init[("model.net.activation=Sigmoid", "init=default")], tmp_path)
-    assert cfg.model.init is None
+    _, model, _ = build(compose_cfg(init[("model.net.activation=ReLU", "init=normal_std1")],
+                                    tmp_path))
+    hidden = model.net.layers[3]  # Flatten, Linear 64->64, ReLU, Linear 64->64, ...
+    assert isinstance(model.net.layers[2], torch.nn.ReLU)
+    assert hidden.weight.std().item() == pytest.approx(1.0, abs=0.05)  # N(0, 1), not N(0, .01)
+    assert torch.all(hidden.bias == 0.01)
+    _, model, _ = build(compose_cfg(init[("model.net.activation=Sigmoid", "init=default")],
+                                    tmp_path))
+    assert isinstance(model.net.layers[2], torch.nn.Sigmoid)
+    bound = 1 / 64**0.5  # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert model.net.layers[3].weight.abs().max().item() <= bound
     GlobalHydra.instance().clear()
 
 
@@ -109,7 +117,8 @@ def test_study_sweep_writes_the_report(tmp_path):
     assert all(r["status"] == "ok" and r["epoch"] == 1 for r in results)
     none, l1 = (s for s in summarize(load_trials(sweep)))
     assert none["option"] == "model.regularization={}" and none["n"] == 2
-    assert none["mean"]["test/acc"] == pytest.approx((results[0]["test/acc"] + results[1]["test/acc"]) / 2)
+    mean_acc = (results[0]["test/acc"] + results[1]["test/acc"]) / 2
+    assert none["mean"]["test/acc"] == pytest.approx(mean_acc)
     assert l1["std"]["weights/l1"] == pytest.approx(
         abs(results[2]["weights/l1"] - results[3]["weights/l1"]) / math.sqrt(2))
     # the L1 penalty is on: it is logged, and only in the L1 arm
@@ -137,3 +146,22 @@ def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     assert "| model.net.dropout=1.5 | 0 | 1 failed | - |" in markdown
     failed_section = markdown.split("## Failed or diverged trials")[1]
     assert "| 1 | model.net.dropout=1.5 | 1 | failed |" in failed_section
+
+
+def test_optuna_search_maximizes_val_acc(tmp_path):
+    """hparams_search=optuna: 3 trials on digits; the reported best is the best trial."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
+                        reason="the optuna extra is not installed (pip install -e '.[optuna]')")
+    sweep = tmp_path / "optuna"
+    proc = run_cli("hparams_search=optuna", "data=digits", "model=mlp", "trainer.max_epochs=1",
+                   "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert set(best.best_params) == {"model.optimizer.lr", "model.net.dropout",
+                                     "model.regularization.weight_decay"}
+    assert 1e-4 <= best.best_params["model.optimizer.lr"] <= 3e-2
+    assert best.best_params["model.net.dropout"] in (0.0, 0.25, 0.5)
+    results = [json.loads((sweep / str(job) / "results.json").read_text()) for job in range(3)]
+    assert best.best_value == pytest.approx(max(r["val/acc"] for r in results))
+    assert "3 trials: 3 ok" in (sweep / "summary.md").read_text()

@@ -95,3 +95,23 @@ def test_bad_values_fail_in_build_with_key(override, message, cfg_factory):
         return
     with pytest.raises(Exception, match=message.replace("[", r"\[").replace("(", r"\(")):
         build(cfg_factory("data=digits", override))
+
+
+def test_epoch_train_metrics_equal_the_loss_accuracy_and_penalty_over_the_split(tmp_path):
+    from trainlab.regularization import Regularization
+
+    # lr=0: the weights stay put, so the epoch means can be recomputed on the whole split
+    model = tiny_model(lr=0.0, regularization=Regularization(l2=0.01))
+    datamodule = tiny_datamodule()
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=datamodule)
+    x, y = datamodule.splits["train"]
+    with torch.no_grad():
+        logits = model(datamodule.to_model_input(x))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        penalty = model.regularization.penalty(model.net)
+    logged = trainer.callback_metrics
+    assert logged["train/loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+    assert logged["train/acc"].item() == pytest.approx((logits.argmax(1) == y).double().mean().item())
+    assert logged["train/reg_loss"].item() == pytest.approx(penalty.item(), rel=1e-5)
+    assert (model.train_sums == 0).all()  # reset for the next epoch

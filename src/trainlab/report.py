@@ -4,10 +4,11 @@ A sweep dir holds one job dir per trial: any sub-dir with ``.hydra/overrides.yam
 dir has ``results.json`` (flat metrics plus ``status`` and, on failure, ``error``) and
 optionally Lightning's ``metrics.csv``. Trials are grouped into *options*: their overrides
 with the seed removed. Each option is reported as mean +- sample std over its ok seeds;
-diverged and failed trials are listed apart and never enter a mean.
+diverged and failed trials are counted per option, listed apart and never enter a mean.
 
-Everything here is a pure function of the trials except :func:`write_report` and the two
-``plot_*`` functions, which write files. matplotlib is imported only when plotting.
+Past the loaders (``load_*``, :func:`read_curve`, :func:`configured_report`) everything is a
+pure function of the trials except :func:`write_report` and the two ``plot_*`` functions,
+which write files. matplotlib is imported only when plotting.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ GROUPED_PREFIXES = ("weights/", "grad/", "memory/")  # reported whenever a trial
 CURVE_METRIC = "val/acc"
 FIGSIZE = (6.0, 3.5)  # inches
 DPI = 100
+STD_DIGITS = 2  # significant digits of a std in summary.md: 3 seeds do not pin down more
 MAX_ERROR_CHARS = 200  # error messages are truncated in summary.md, not in summary.csv
 DEFAULT_OPTION = "default"  # label when no override key varies across the sweep
 LOG_SCALE_RATIO = 1e3  # plot on a log axis when positive values span more than this factor
@@ -68,6 +70,28 @@ def find_job_dirs(sweep_dir: str | Path) -> list[Path]:
     sweep = Path(sweep_dir)
     dirs = {marker.parent.parent for marker in sweep.glob("**/.hydra/overrides.yaml")}
     return sorted(dirs, key=lambda d: _natural_key(d.relative_to(sweep).as_posix()))
+
+
+def configured_report(sweep_dir: str | Path) -> dict[str, list[str] | None]:
+    """The arguments the sweep's own report callback was given, to regenerate the same report.
+
+    Args:
+        sweep_dir: The multirun dir; Hydra saves the sweep's config there as ``multirun.yaml``.
+
+    Returns:
+        ``{"metrics": ..., "option_keys": ...}`` from ``hydra.callbacks.report`` of that
+        config, None for each one not set (or when there is no readable ``multirun.yaml``).
+    """
+    found: dict[str, list[str] | None] = {"metrics": None, "option_keys": None}
+    try:
+        config = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text()) or {}
+        report = config["hydra"]["callbacks"]["report"] or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return found
+    for key in found:
+        if isinstance(report.get(key), list):
+            found[key] = [str(v) for v in report[key]]
+    return found
 
 
 def _is_number(value: Any) -> bool:
@@ -288,12 +312,8 @@ def trial_error(trial: dict[str, Any]) -> str:
     """Why a trial is not ok: its error, or for a diverged run without one, where it stopped."""
     if trial["error"] or trial["status"] != "diverged":
         return trial["error"]
-    where = [
-        f"{name} {int(trial['results'][k])}"
-        for k, name in (("epoch", "epoch"), ("global_step", "step"))
-        if k in trial["results"]
-    ]
-    return "non-finite loss" + (f", stopped at {', '.join(where)}" if where else "")
+    steps = trial["results"].get("global_step")
+    return "non-finite loss" + ("" if steps is None else f" after {int(steps)} optimizer steps")
 
 
 def failed_trials(
@@ -347,8 +367,8 @@ def summary_table(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
     return fixed + numeric, rows
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}"
 
 
 def _cell(text: str) -> str:
@@ -360,8 +380,9 @@ def _cell(text: str) -> str:
 
 
 def _not_ok_cell(stat: dict[str, Any]) -> str:
+    """``"2 diverged, 1 failed"`` for an option of :func:`summarize`; ``""`` when all are ok."""
     counts = (("n_diverged", "diverged"), ("n_failed", "failed"))
-    parts = [f"{stat[k]} {word}" for k, word in counts if stat[k]]
+    parts = [f"{stat.get(k, 0)} {word}" for k, word in counts if stat.get(k, 0)]
     return ", ".join(parts)
 
 
@@ -407,7 +428,7 @@ def format_markdown(
             elif len(s["values"][m]) == 1:
                 cells.append(_fmt(mean))
             else:
-                cells.append(f"{_fmt(mean)} ± {_fmt(std)}")
+                cells.append(f"{_fmt(mean)} ± {_fmt(std, STD_DIGITS)}")
         lines.append(f"| {_cell(s['option'])} | {s['n']} | " + " | ".join(cells) + " |")
     lines += ["", "## Failed or diverged trials", ""]
     if failed:
@@ -509,11 +530,29 @@ def short_labels(settings: Sequence[dict[str, str]]) -> tuple[list[str], str]:
     return labels, ""
 
 
+def y_scale(values: Sequence[float]) -> tuple[str, dict[str, float]]:
+    """Matplotlib y scale for values that may span many decades (vanishing gradients: 1e-10
+    next to 1).
+
+    Returns:
+        ``("log", {})`` when every value is positive and they span more than
+        ``LOG_SCALE_RATIO``; ``("symlog", {"linthresh": smallest positive})`` when the same
+        holds for the positive values and the rest are exactly 0 (dead units); else
+        ``("linear", {})``.
+    """
+    positive = [v for v in values if v > 0]
+    if not positive or min(values) < 0 or max(positive) <= LOG_SCALE_RATIO * min(positive):
+        return "linear", {}
+    if len(positive) == len(values):
+        return "log", {}
+    return "symlog", {"linthresh": min(positive)}
+
+
 def plot_metric(stats: Sequence[dict[str, Any]], metric: str, path: str | Path) -> bool:
     """Plot a metric by option: each seed as a dot, mean with std error bars.
 
-    The y axis is logarithmic when the values are positive and span more than
-    ``LOG_SCALE_RATIO``.
+    Ticks of options with diverged or failed trials say how many; an option with no ok trial
+    left gets a tick and no point. The y axis follows :func:`y_scale`.
 
     Args:
         stats: Output of :func:`summarize` including ``metric``.
@@ -523,27 +562,31 @@ def plot_metric(stats: Sequence[dict[str, Any]], metric: str, path: str | Path) 
     Returns:
         Whether a file was written (False when no option has a value).
     """
-    shown = [s for s in stats if s["values"].get(metric)]
-    if not shown:
+    if not any(s["values"].get(metric) for s in stats):
         return False
+    shown = [s for s in stats if s["values"].get(metric) or (s["n"] == 0 and _not_ok_cell(s))]
     fig = _new_figure()
     ax = fig.subplots()
-    xs = range(len(shown))
-    for x, s in zip(xs, shown, strict=True):
+    xs = [x for x, s in enumerate(shown) if s["values"].get(metric)]
+    with_values = [s for s in shown if s["values"].get(metric)]
+    for x, s in zip(xs, with_values, strict=True):
         ax.plot([x] * len(s["values"][metric]), s["values"][metric], ".", color="0.6")
-    errors = [0.0 if math.isnan(s["std"][metric]) else s["std"][metric] for s in shown]
-    ax.errorbar(xs, [s["mean"][metric] for s in shown], yerr=errors, fmt="o", capsize=4)
+    errors = [0.0 if math.isnan(s["std"][metric]) else s["std"][metric] for s in with_values]
+    ax.errorbar(xs, [s["mean"][metric] for s in with_values], yerr=errors, fmt="o", capsize=4)
     labels, axis_label = short_labels([s["settings"] for s in shown])
+    labels = [label + (f"\n({_not_ok_cell(s)})" if _not_ok_cell(s) else "")
+              for label, s in zip(labels, shown, strict=True)]
     widest = max(len(line) for label in labels for line in label.split("\n"))
     crowded = len(shown) * widest * TICK_CHAR_PX > FIGSIZE[0] * DPI * 0.8
     ax.set_xticks(
-        list(xs), labels, fontsize=7, rotation=30 if crowded else 0,
+        range(len(shown)), labels, fontsize=7, rotation=30 if crowded else 0,
         ha="right" if crowded else "center",
     )  # fmt: skip
     ax.set_xlim(-0.5, len(shown) - 0.5)
-    every = [v for s in shown for v in s["values"][metric]]
-    if min(every) > 0 and max(every) > LOG_SCALE_RATIO * min(every):
-        ax.set_yscale("log")  # e.g. vanishing gradients: 1e-10 next to 1
+    scale, kwargs = y_scale([v for s in with_values for v in s["values"][metric]])
+    ax.set_yscale(scale, **kwargs)
+    if scale == "symlog":
+        ax.set_ylim(bottom=0)  # a mean - std below 0 would open an empty negative half
     ax.set_xlabel(axis_label, fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: mean ± std over seeds", fontsize=9)

@@ -67,4 +67,4 @@ class TensorBatchLoader:
             return
         for i in range(0, stop, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # 6x x[idx] on CPU

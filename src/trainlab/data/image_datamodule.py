@@ -175,6 +175,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     @override
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not isinstance(batch, (tuple, list)):
+            return batch  # e.g. Lightning's model summary feeding example_input_array
         x, y = batch
         trainer = self.trainer
         # float64 runs (trainer.precision=64-true) get float64 inputs from the start
