@@ -81,6 +81,15 @@ def compose(overrides: list[str], output_dir: Path):
 # ----------------------------------------------------------------------------- variants
 
 
+def clock() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all this process's threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _minus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] - b[0], a[1] - b[1]
+
+
 class Bench:
     """Holds the data once and runs one timed round of any variant."""
 
@@ -134,14 +143,14 @@ class Bench:
         class Stopwatch(pl.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
                 if batch_idx in (first, last):
-                    stamps[batch_idx] = time.perf_counter()
+                    stamps[batch_idx] = clock()
 
         trainer.callbacks.append(Stopwatch())
         with contextlib.redirect_stdout(sink):
             trainer.fit(model, datamodule=datamodule)
         if model.status != "ok":
             raise RuntimeError(f"trainlab round ended with status {model.status}")
-        return stamps[last] - stamps[first]
+        return _minus(stamps[last], stamps[first])
 
     # -- the hand-written loop --------------------------------------------------------------
 
@@ -169,9 +178,9 @@ class Bench:
         start = None
         for step, (x, y) in enumerate(batches()):
             if step == self.args.warmup:
-                start = time.perf_counter()
+                start = clock()
             if step == self.total:
-                return time.perf_counter() - start
+                return _minus(clock(), start)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -219,8 +228,9 @@ class Bench:
                             num_workers=workers, persistent_workers=False)
         return self._hand_loop(lambda: iter(loader))
 
-    def run(self, variant: str) -> float:
-        """Samples per second of one timed round of ``variant``."""
+    def run(self, variant: str) -> tuple[float, float]:
+        """Samples per wall second and per CPU second (this process's threads) of one timed
+        round of ``variant``."""
         if variant.startswith("trainlab"):
             seconds = self.trainlab(progress_bar=variant == "trainlab")
         elif variant == "hand":
@@ -228,7 +238,8 @@ class Bench:
         else:
             seconds = self.torchvision(int(variant.removeprefix("torchvision")))
         self.rounds_done += 1
-        return self.args.steps * self.args.batch_size / seconds
+        samples = self.args.steps * self.args.batch_size
+        return samples / seconds[0], samples / seconds[1]
 
 
 # ----------------------------------------------------------------------------- start-up
@@ -324,34 +335,36 @@ def main(argv: list[str] | None = None) -> None:
             bench.run(args.profile)  # warm caches and lazy imports first
             prof = cProfile.Profile()
             prof.enable()
-            rate = bench.run(args.profile)
+            rate, _ = bench.run(args.profile)
             prof.disable()
             print(f"{args.profile}: {rate:,.0f} samples/s under cProfile")
             pstats.Stats(prof).sort_stats("tottime").print_stats(35)
             return
-        rates: dict[str, list[float]] = {v: [] for v in variants}
+        wall: dict[str, list[float]] = {v: [] for v in variants}
+        cpu: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(args.rounds):
             for v in (variants if r % 2 == 0 else variants[::-1]):  # alternate the order too
-                rates[v].append(bench.run(v))
+                w, c = bench.run(v)
+                wall[v].append(w)
+                cpu[v].append(c)
             print(f"round {r + 1}/{args.rounds}: " +
-                  "  ".join(f"{v} {rates[v][-1]:,.0f}" for v in variants) + " samples/s", flush=True)
+                  "  ".join(f"{v} {wall[v][-1]:,.0f}" for v in variants) + " samples/s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    median = {v: statistics.median(x) for v, x in rates.items()}
-    ratios = {}
-    if "trainlab" in rates:
-        for v in variants:
-            if v != "trainlab":
-                per_round = [a / b for a, b in zip(rates["trainlab"], rates[v], strict=True)]
-                ratios[f"trainlab/{v}"] = statistics.median(per_round)
-    print(f"\nmedian samples/s over {args.rounds} rounds of {args.steps} steps, batch "
-          f"{args.batch_size}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+    report = {"wall": summarize(wall), "cpu": summarize(cpu)}
+    print(f"\nmedians over {args.rounds} rounds of {args.steps} steps, batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average "
-          f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}:")
-    for v in variants:
-        print(f"  {v:>13}: {median[v]:8,.0f}   (rounds: {', '.join(f'{x:,.0f}' for x in rates[v])})")
-    for k, v in ratios.items():
-        print(f"  {k:>26}: {v:.3f}x (median of per-round ratios)")
+          f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for kind, title in (("wall", "samples per wall second"),
+                        ("cpu", "samples per CPU second of this process (excludes DataLoader "
+                                "worker processes)")):
+        print(f"{title}:")
+        for v in variants:
+            rounds = ", ".join(f"{x:,.0f}" for x in report[kind]["rounds"][v])
+            print(f"  {v:>15}: {report[kind]['median'][v]:8,.0f}   (rounds: {rounds})")
+        for k, v in report[kind]["ratios"].items():
+            print(f"  {k:>28}: {v:.3f}x (median of per-round ratios)")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -360,8 +373,20 @@ def main(argv: list[str] | None = None) -> None:
                         "python": platform.python_version(), "torch": torch.__version__,
                         "processor": platform.processor() or platform.machine()},
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "samples_per_s": rates, "median_samples_per_s": median, "ratios": ratios,
+            **report,
         }, indent=2))
+
+
+def summarize(rates: dict[str, list[float]]) -> dict:
+    """Per-round rates, their medians, and trainlab's median per-round ratio to each variant."""
+    ratios = {}
+    if "trainlab" in rates:
+        for v, other in rates.items():
+            if v != "trainlab":
+                per_round = [a / b for a, b in zip(rates["trainlab"], other, strict=True)]
+                ratios[f"trainlab/{v}"] = statistics.median(per_round)
+    return {"rounds": rates, "median": {v: statistics.median(x) for v, x in rates.items()},
+            "ratios": ratios}
 
 
 if __name__ == "__main__":

@@ -181,8 +181,9 @@ class ImageDataModule(pl.LightningDataModule):
         trainer = self.trainer
         # float64 runs (trainer.precision=64-true) get float64 inputs from the start
         dtype = trainer.lightning_module.dtype if trainer is not None else torch.float32
-        # x is uint8, so .to() makes a fresh float tensor that is ours to change in place
-        x = x.to(dtype if dtype == torch.float64 else torch.float32).div_(255.0)
+        # x is uint8: both lines make a fresh float tensor that is ours to change in place
+        # (uint8 / 255.0 is float32 in one pass, bit-identical to converting first)
+        x = x.to(torch.float64).div_(255.0) if dtype == torch.float64 else torch.div(x, 255.0)
         if self.augment and trainer is not None and trainer.training:  # empty Compose: skipped
             x, y = self.augment(x, y)
             return self._normalize(x).to(x.dtype), y  # the ops' output may be a view: copy
