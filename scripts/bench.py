@@ -15,11 +15,14 @@ process for several rounds so that concurrent load on a shared machine hits them
   per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
   lightning-hydra-template does.
 
-All variants run with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set, as ``python train.py`` does
-(``trainlab.train.sleeping_openmp_threads``). Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
+All variants run in one process with the settings ``python train.py`` chooses before torch loads
+(``trainlab.runtime``): OpenMP threads that spin between ops on an idle machine and sleep
+when other work is running, and glibc malloc thresholds that keep freed activation buffers
+(``--default-malloc`` leaves them as they are).
+Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
 ``on_train_batch_start``-equivalent points, so data loading and every per-step hook count).
-The per-round ratios are ratios of variants measured next to each other; the report gives the
-median over rounds.
+One untimed round of every variant comes first. The per-round ratios are ratios of variants
+measured next to each other; the report gives the median over rounds.
 
     python scripts/bench.py                         # 5 rounds of 60 steps, batch 128
     python scripts/bench.py --rounds 7 --json out.json
@@ -38,6 +41,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,36 +62,21 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 def compose(overrides: list[str], output_dir: Path):
     """``conf/train.yaml`` composed as ``train.py`` would, writing into ``output_dir``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from trainlab.compose import compose_config
 
-    from trainlab.train import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_config(overrides, output_dir)
 
 
 # ----------------------------------------------------------------------------- variants
 
 
-def clock() -> tuple[float, float]:
-    """(wall seconds, CPU seconds of all this process's threads)."""
-    return time.perf_counter(), time.process_time()
+def clock() -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of all this process's threads, minor page faults so far)."""
+    return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _minus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    return a[0] - b[0], a[1] - b[1]
+def _minus(a: tuple, b: tuple) -> tuple:
+    return tuple(x - y for x, y in zip(a, b, strict=True))
 
 
 class Bench:
@@ -228,9 +217,9 @@ class Bench:
                             num_workers=workers, persistent_workers=False)
         return self._hand_loop(lambda: iter(loader))
 
-    def run(self, variant: str) -> tuple[float, float]:
-        """Samples per wall second and per CPU second (this process's threads) of one timed
-        round of ``variant``."""
+    def run(self, variant: str) -> tuple[float, float, float]:
+        """Samples per wall second, per CPU second (this process's threads) and minor page
+        faults per step of one timed round of ``variant``."""
         if variant.startswith("trainlab"):
             seconds = self.trainlab(progress_bar=variant == "trainlab")
         elif variant == "hand":
@@ -239,7 +228,7 @@ class Bench:
             seconds = self.torchvision(int(variant.removeprefix("torchvision")))
         self.rounds_done += 1
         samples = self.args.steps * self.args.batch_size
-        return samples / seconds[0], samples / seconds[1]
+        return samples / seconds[0], samples / seconds[1], seconds[2] / self.args.steps
 
 
 # ----------------------------------------------------------------------------- start-up
@@ -308,15 +297,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", choices=VARIANTS, help="cProfile one round of this variant and stop")
     p.add_argument("--startup", action="store_true",
                    help="measure `python train.py` start-up to the first step instead")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc thresholds as they are (train.py raises them)")
     p.add_argument("--json", type=Path, help="write the figures to this file")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from trainlab.train import sleeping_openmp_threads
+    from trainlab.runtime import keep_freed_memory, openmp_wait_policy
 
-    sleeping_openmp_threads()  # as `python train.py` does, before torch loads
+    policy = openmp_wait_policy()  # as `python train.py` does, before torch loads
+    print(f"process: {policy}")
+    if not args.default_malloc:
+        keep_freed_memory()
     if args.startup:
         result = {"startup": startup(args)}
         if args.json:
@@ -335,26 +329,31 @@ def main(argv: list[str] | None = None) -> None:
             bench.run(args.profile)  # warm caches and lazy imports first
             prof = cProfile.Profile()
             prof.enable()
-            rate, _ = bench.run(args.profile)
+            rate, _, _ = bench.run(args.profile)
             prof.disable()
             print(f"{args.profile}: {rate:,.0f} samples/s under cProfile")
             pstats.Stats(prof).sort_stats("tottime").print_stats(35)
             return
         wall: dict[str, list[float]] = {v: [] for v in variants}
         cpu: dict[str, list[float]] = {v: [] for v in variants}
+        faults: dict[str, list[float]] = {v: [] for v in variants}
+        for v in variants:  # one untimed round each: lazy imports, allocator and page cache
+            bench.run(v)
         for r in range(args.rounds):
             for v in (variants if r % 2 == 0 else variants[::-1]):  # alternate the order too
-                w, c = bench.run(v)
+                w, c, f = bench.run(v)
                 wall[v].append(w)
                 cpu[v].append(c)
+                faults[v].append(f)
             print(f"round {r + 1}/{args.rounds}: " +
                   "  ".join(f"{v} {wall[v][-1]:,.0f}" for v in variants) + " samples/s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = {"wall": summarize(wall), "cpu": summarize(cpu)}
+    report = {"wall": summarize(wall), "cpu": summarize(cpu),
+              "page_faults_per_step": {v: statistics.median(x) for v, x in faults.items()}}
     print(f"\nmedians over {args.rounds} rounds of {args.steps} steps, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average "
+          f"{policy}, load average "
           f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
     for kind, title in (("wall", "samples per wall second"),
                         ("cpu", "samples per CPU second of this process (excludes DataLoader "
@@ -365,10 +364,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {v:>15}: {report[kind]['median'][v]:8,.0f}   (rounds: {rounds})")
         for k, v in report[kind]["ratios"].items():
             print(f"  {k:>28}: {v:.3f}x (median of per-round ratios)")
+    print("minor page faults per step (median): " + ", ".join(
+        f"{v} {n:,.0f}" for v, n in report["page_faults_per_step"].items()))
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                        "openmp": policy, "malloc": "default" if args.default_malloc else "kept",
                         "loadavg_at_end": os.getloadavg(),
                         "python": platform.python_version(), "torch": torch.__version__,
                         "processor": platform.processor() or platform.machine()},

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch._dynamo.eval_frame import OptimizedModule
 
+from trainlab.data.batches import TensorBatchLoader
 from trainlab.pipeline import build
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -62,3 +64,34 @@ def test_compile_and_channels_last_train_on_cuda(cfg_factory):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert model.status == "ok" and trainer.callback_metrics["val/acc"] > 0.8
     assert_compiled_matches_eager(model, datamodule)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_data_is_resident_on_the_gpu_and_batches_are_cut_there(cfg_factory):
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch[0].device.type)
+
+    cfg = cfg_factory("data=digits", "trainer=gpu", "trainer.max_epochs=1",
+                      "callbacks.progress_bar=null", "augmentation=flip")
+    datamodule, model, trainer = build(cfg)
+    trainer.callbacks.append(Probe())
+    batches = []
+    loader_iter = TensorBatchLoader.__iter__
+
+    def record(self):
+        for x, y in loader_iter(self):
+            batches.append((x.device.type, y.device.type))
+            yield x, y
+
+    TensorBatchLoader.__iter__ = record
+    try:
+        trainer.fit(model, datamodule=datamodule)
+    finally:
+        TensorBatchLoader.__iter__ = loader_iter
+    assert batches and set(batches) == {("cuda", "cuda")}  # cut on the GPU, not moved per step
+    assert set(seen) == {"cuda"} and model.status == "ok"
+    assert trainer.callback_metrics["val/acc"] > 0.6

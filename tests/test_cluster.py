@@ -7,31 +7,11 @@ from collections import Counter
 
 import pytest
 from conftest import run_cli
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from trainlab import gpu_slots
 from trainlab.resolvers import gpus_per_node, tasks_per_node
-from trainlab.train import CONFIG_DIR
-
-
-@pytest.fixture
-def compose_hydra():
-    """``make(*overrides)`` -> the composed config with its ``hydra`` node, as a multirun job."""
-    def make(*overrides: str, job_num: int = 0):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.job.num = job_num
-            cfg.hydra.runtime.output_dir = "unused"
-        HydraConfig.instance().set_config(cfg)
-        return cfg
-    yield make
-    GlobalHydra.instance().clear()
 
 
 def test_slurm_launcher_sizes_the_job_from_the_trainer(compose_hydra):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
 
-from trainlab.data import ImageDataModule, TensorBatchLoader
-from trainlab.data.idx import CorruptDataError, read_idx
+from trainlab.data import ImageDataModule, TensorBatchLoader, idx
+from trainlab.data.idx import CorruptDataError, read_idx, read_idx_cached
 from trainlab.data.image_datamodule import channel_stats
 from trainlab.data.sources import DataUnavailableError, ImageSplits, digits, fashion_mnist
 
@@ -29,6 +30,27 @@ def test_read_idx_roundtrip(tmp_path):
     write_idx(tmp_path / "b", arr, gz=False)
     assert torch.equal(read_idx(tmp_path / "a.gz"), torch.from_numpy(arr))
     assert torch.equal(read_idx(tmp_path / "b"), torch.from_numpy(arr))
+
+
+def test_gzipped_idx_is_unpacked_once_into_the_cache(tmp_path, monkeypatch):
+    arr = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    source, cache = tmp_path / "a-ubyte.gz", tmp_path / "cache"
+    write_idx(source, arr)
+    assert torch.equal(read_idx_cached(source, cache), torch.from_numpy(arr))
+    (copy,) = (cache / "idx").iterdir()
+    assert copy.name.startswith("a-ubyte.") and torch.equal(read_idx(copy), torch.from_numpy(arr))
+    with monkeypatch.context() as m:  # the second read never opens the gzip file
+        m.setattr(idx.gzip, "open", lambda *a, **k: pytest.fail("gunzipped again"))
+        assert torch.equal(read_idx_cached(source, cache), torch.from_numpy(arr))
+    copy.write_bytes(copy.read_bytes()[:-3])  # a corrupt copy is replaced
+    assert torch.equal(read_idx_cached(source, cache), torch.from_numpy(arr))
+    assert torch.equal(read_idx(copy), torch.from_numpy(arr))
+    write_idx(source, arr[::-1].copy())  # a changed source is unpacked again
+    os.utime(source, ns=(copy.stat().st_mtime_ns + 10**9,) * 2)
+    assert torch.equal(read_idx_cached(source, cache), torch.from_numpy(arr[::-1].copy()))
+    assert len(list((cache / "idx").iterdir())) == 2
+    (tmp_path / "ro").write_text("a file where the cache dir should be")  # unwritable: skipped
+    assert torch.equal(read_idx_cached(source, tmp_path / "ro"), torch.from_numpy(arr[::-1].copy()))
 
 
 def test_read_idx_rejects_truncated_and_bad_magic(tmp_path):
@@ -135,15 +157,19 @@ def test_channel_stats_from_histograms_match_the_float_formula():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_batch_transfer_normalizes_in_place_exactly_as_to_model_input(dtype):
+def test_batch_transfer_normalizes_exactly_as_to_model_input_and_the_formula(dtype):
     dm = ImageDataModule(small_splits, [2, 4, 4], 3, val_size=10)
     dm.setup()
     dm.trainer = SimpleNamespace(training=True, lightning_module=SimpleNamespace(dtype=dtype))
     x, y = dm.splits["train"]
     out, out_y = dm.on_after_batch_transfer((x, y), 0)
-    expected = (x.to(dtype) / 255 - dm.shift.view(1, -1, 1, 1)) / dm.scale.view(1, -1, 1, 1)
-    assert out.dtype == dtype and torch.equal(out, expected) and out_y is y
+    formula = (x.to(dtype) / 255 - dm.shift.view(1, -1, 1, 1)) / dm.scale.view(1, -1, 1, 1)
+    assert out.dtype == dtype and torch.equal(out, dm.to_model_input(x, dtype)) and out_y is y
+    ulp = torch.finfo(dtype).eps * formula.abs().amax()
+    assert torch.allclose(out, formula.to(dtype), rtol=0, atol=4 * ulp.item())
     assert x.dtype == torch.uint8  # the stored images are untouched
+    dm.load_state_dict({"shift": [0.0, 0.0], "scale": [1.0, 1.0]})  # new statistics are used
+    assert torch.allclose(dm.on_after_batch_transfer((x, y), 0)[0], x.to(dtype) / 255)
 
 
 def test_minmax_and_none_normalization():
@@ -199,5 +225,5 @@ def test_augmentation_acts_on_training_batches_only(tmp_path):
     trainer.fit(tiny_model(), datamodule=dm)
     order = torch.randperm(80, generator=torch.Generator().manual_seed(0 * 100_003 + 0))
     raw_train = dm.to_model_input(dm.splits["train"][0][order])
-    assert torch.allclose(probe.train[0], raw_train.flip(-1))          # every image flipped
+    assert torch.allclose(probe.train[0], raw_train.flip(-1), atol=1e-6)  # every image flipped
     assert torch.allclose(probe.val[0], dm.to_model_input(dm.splits["val"][0]))  # untouched

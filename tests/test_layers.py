@@ -49,6 +49,18 @@ def test_batchnorm_on_off_and_options():
     assert [m for m in MLP([4], 2, batchnorm=True).modules() if isinstance(m, nn.BatchNorm1d)]
 
 
+def test_pool_first_moves_the_pool_before_bn_and_without_bn_is_the_same_function():
+    names = lambda net: [type(m).__name__ for m in net.features][:4]  # noqa: E731
+    assert names(CNN([1, 28, 28], 10)) == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert names(CNN([1, 28, 28], 10, pool_first=True)) == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    torch.manual_seed(0)
+    after = CNN([1, 28, 28], 10, batchnorm=False, dropout=0.0, channels=(8, 16, 32))
+    before = CNN([1, 28, 28], 10, batchnorm=False, dropout=0.0, channels=(8, 16, 32), pool_first=True)
+    before.load_state_dict(after.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(before(x), after(x), atol=1e-6)  # max-pool commutes with ReLU
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\), got 1.0"),
     ({"dropout": -0.1}, r"model.dropout must be in \[0, 1\), got -0.1"),

@@ -22,11 +22,15 @@ YAML is resolved after the command line is applied, so the logger follows
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
-from jsonargparse import set_parsing_settings
-from pytorch_lightning.cli import ArgsType, LightningCLI
+from trainlab.runtime import tune_process
 
-from trainlab.models import Classifier
+tune_process()  # the entry point's module: OpenMP reads its setting when torch loads, below
+
+import pytorch_lightning as pl  # noqa: E402
+from jsonargparse import set_parsing_settings  # noqa: E402
+from pytorch_lightning.cli import ArgsType, LightningCLI  # noqa: E402
+
+from trainlab.models import Classifier  # noqa: E402
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 

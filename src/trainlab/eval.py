@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the run configs use)
+from trainlab.runtime import tune_process
 from trainlab.train import CONFIG_DIR
 
 
@@ -47,6 +48,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         run_dir_of(Path(cfg.ckpt_path))  # a wrong path fails in a second, before torch loads
     except EvalError as err:
         raise SystemExit(f"error: {err}") from None
+    tune_process()  # before torch loads
     from trainlab.evaluation import run_eval
 
     return run_eval(cfg)

@@ -5,35 +5,41 @@ Only Hydra is imported here, so ``--help`` and ``--cfg job`` answer without load
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the configs use)
+from trainlab.runtime import tune_process
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# Launchers that run several trials at once on this machine
+SIDE_BY_SIDE_LAUNCHERS = ("JoblibLauncher", "LocalLauncher")
+
+log = logging.getLogger(__name__)
 
 
-def sleeping_openmp_threads() -> None:
-    """Let idle OpenMP threads sleep rather than spin, unless ``OMP_WAIT_POLICY`` is set.
-
-    PyTorch's CPU kernels split every large op over OpenMP threads that spin between ops by
-    default. When other processes share the cores (tests, sweeps, a second run), a spinning
-    thread holds the core its partner needs and each op waits for a scheduler time slice:
-    training ran 4-5x slower on 2 busy cores (BENCHMARKS.md). libgomp reads the variable when
-    torch loads, so this must run before the first ``import torch``.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def trials_share_cores() -> bool:
+    """Whether this job runs next to other trials of its sweep on the same machine."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return False
+    launcher = hydra_cfg.launcher
+    return str(launcher.get("_target_", "")).endswith(SIDE_BY_SIDE_LAUNCHERS) and \
+        launcher.get("n_jobs", 2) != 1
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Compose, then train/test; returns ``optimized_metric`` for sweepers."""
-    sleeping_openmp_threads()
+    settings = tune_process(shares_cores=trials_share_cores())  # before torch loads
     from trainlab.pipeline import run_job
 
+    log.info("Process settings: %s", settings)
     return run_job(cfg)
 
 

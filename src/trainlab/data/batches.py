@@ -65,6 +65,7 @@ class TensorBatchLoader:
             for i in range(0, stop, self.batch_size):
                 yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
             return
+        order = order.to(self.x.device)  # data resident on a GPU: cut the batches there
         for i in range(0, stop, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # 6x x[idx] on CPU

@@ -6,11 +6,16 @@ check rejects them; reading the IDX payload directly sidesteps that and validate
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte) and the number of dimensions.
 _UBYTE = 0x08
@@ -61,3 +66,45 @@ def read_idx(path: str | Path) -> torch.Tensor:
         )
     array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
     return torch.from_numpy(array.copy())
+
+
+def default_cache_dir() -> Path | None:
+    """``$TRAINLAB_CACHE`` (``off`` = no cache), else ``$XDG_CACHE_HOME/trainlab``, else
+    ``~/.cache/trainlab``."""
+    env = os.environ.get("TRAINLAB_CACHE")
+    if env == "off":
+        return None
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainlab"
+
+
+def read_idx_cached(path: str | Path, cache_dir: Path | None) -> torch.Tensor:
+    """:func:`read_idx`, keeping an unpacked copy of a gzipped file under ``cache_dir/idx``.
+
+    Gunzipping Fashion-MNIST takes 0.5 s of every start; the unpacked copy reads in
+    milliseconds. The copy is named by the source's size and modification time, so a changed
+    source is unpacked again; a corrupt copy is replaced; an unwritable cache is skipped.
+    """
+    path = Path(path)
+    if path.suffix != ".gz" or cache_dir is None:
+        return read_idx(path)
+    stat = path.stat()
+    cached = cache_dir / "idx" / f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}"
+    if cached.is_file():
+        try:
+            return read_idx(cached)
+        except CorruptDataError as err:
+            log.warning("%s; unpacking %s again", err, path)
+    tensor = read_idx(path)
+    header = bytes([0, 0, _UBYTE, tensor.ndim]) + b"".join(d.to_bytes(4, "big") for d in tensor.shape)
+    tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(header + tensor.numpy().tobytes())
+        os.replace(tmp, cached)  # atomic: readers see the whole file or none
+    except OSError as err:
+        log.info("not caching %s in %s: %s", path.name, cached.parent, err)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return tensor

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainlab.data.idx import read_idx
+from trainlab.data.idx import default_cache_dir, read_idx_cached
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def _read_idx_dir(directory: Path) -> ImageSplits | None:
     missing = [_IDX_FILES[k] for k, p in paths.items() if p is None]
     if missing:
         raise DataUnavailableError(f"{directory} holds only part of the IDX files; missing {missing}")
-    arrays = {key: read_idx(p) for key, p in paths.items()}
+    cache = default_cache_dir()
+    arrays = {key: read_idx_cached(p, cache) for key, p in paths.items()}
     log.info("Read IDX files from %s", directory)
     return ImageSplits(
         train_x=arrays["train_x"].unsqueeze(1),

@@ -34,16 +34,22 @@ class Classifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing in [0, 1).
         channels_last: keep conv weights and inputs in NHWC (faster convs on GPUs and many CPUs).
         compile: run the network through ``torch.compile``.
+        tta_flip: test-time augmentation for images: validation, test and predict logits are the
+            mean of the logits of each image and of its left-right mirror (as airbench does).
+            Training is unchanged.
     """
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, num_classes: int,
                  input_shape: Sequence[int], regularization: Regularization | None = None,
                  init: Callable[[nn.Module], object] | None = None, label_smoothing: float = 0.0,
-                 channels_last: bool = False, compile: bool = False) -> None:
+                 channels_last: bool = False, compile: bool = False, tta_flip: bool = False) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         input_shape = [int(s) for s in input_shape]  # plain list: checkpoints load weights_only
+        if tta_flip and len(input_shape) != 3:
+            raise ValueError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
+                             "it needs (channels, height, width): set model.tta_flip=false")
         self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
         self.net = net
         if init is not None:
@@ -55,6 +61,7 @@ class Classifier(pl.LightningModule):
         self.regularization = regularization or Regularization()
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last and len(input_shape) == 3
+        self.tta_flip = tta_flip
         self.example_input_array = torch.zeros(2, *input_shape)
         self.top_k = 5 if num_classes > 5 else 0
         for stage in ("val", "test"):
@@ -76,6 +83,13 @@ class Classifier(pl.LightningModule):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.forward_fn(x)
+
+    def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation: with ``tta_flip``, averaged with those of the mirrored images."""
+        logits = self(x)
+        if self.tta_flip:
+            logits = (logits + self(x.flip(-1))) / 2
+        return logits
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
@@ -120,7 +134,7 @@ class Classifier(pl.LightningModule):
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self._eval_logits(x)
         loss = self._loss(logits, y)
         getattr(self, f"{stage}_loss").update(loss, weight=y.shape[0])
         getattr(self, f"{stage}_acc").update(logits, y)
@@ -144,7 +158,7 @@ class Classifier(pl.LightningModule):
     @override
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).float().softmax(dim=1)
+        return self._eval_logits(x).float().softmax(dim=1)
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:

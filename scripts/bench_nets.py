@@ -1,0 +1,78 @@
+"""Samples/s of CNN variants in a bare training loop: the numbers behind ``fmnist_fast``'s net.
+
+Each variant is ``trainlab.models.CNN`` on random 1x28x28 batches, trained with SGD-Nesterov
+and label smoothing as in ``+experiment=fmnist_fast``; variants alternate over ``--rounds`` and
+the median is reported. The process settings are ``python train.py``'s (``trainlab.runtime``),
+so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping OpenMP threads.
+
+    python scripts/bench_nets.py                              # the default variants
+    python scripts/bench_nets.py --variants c16-32-64:h512:pf --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf]"
+DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
+
+
+def parse_variant(name: str) -> dict:
+    """``c16-32-64:h512:pf`` -> channels [16, 32, 64], hidden 512, pool_first."""
+    parts = name.split(":")
+    try:
+        kwargs = {"channels": [int(c) for c in parts[0].removeprefix("c").split("-")],
+                  "hidden": int(parts[1].removeprefix("h")), "pool_first": parts[2:] == ["pf"]}
+    except (IndexError, ValueError):
+        raise SystemExit(f"--variants: {name!r} is not like c16-32-64:h512 or c16-32-64:h512:pf") from None
+    return kwargs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    from trainlab.runtime import tune_process
+
+    settings = tune_process()  # as train.py, before torch loads
+    import torch
+    import torch.nn.functional as F
+
+    from trainlab.models import CNN
+
+    names = [v for v in args.variants.split(",") if v]
+    variants = {name: parse_variant(name) for name in names}
+    x = torch.randn(args.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch_size,))
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name, kwargs in variants.items():
+            torch.manual_seed(0)
+            net = CNN([1, 28, 28], 10, **kwargs).to(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                                  weight_decay=5e-4)
+            for step in range(5 + args.steps):  # 5 untimed steps first
+                if step == 5:
+                    start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                    loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
+    print(f"{settings}; batch {args.batch_size}, {args.precision}, torch threads "
+          f"{torch.get_num_threads()}, median of {args.rounds} rounds of {args.steps} steps")
+    base = statistics.median(rates[names[0]])
+    for name in names:
+        rate = statistics.median(rates[name])
+        print(f"  {name:>22}: {rate:7,.0f} samples/s  {rate / base:5.2f}x {names[0]}")
+
+
+if __name__ == "__main__":
+    main()

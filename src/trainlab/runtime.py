@@ -1,0 +1,126 @@
+"""Process settings that make CPU training faster, applied by the entry points before torch loads.
+
+Neither imports torch. Both were measured with ``scripts/bench.py`` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import time
+
+# glibc's mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+# more busy CPUs than this before start: other work shares the cores
+BUSY_CPUS = 0.5
+
+_openmp_choice: str | None = None  # the first choice holds: libgomp reads it only once
+
+
+def busy_cpus(interval_s: float = 0.1) -> float | None:
+    """How many of the CPUs this process may run on were busy over the next ``interval_s``.
+
+    Read from ``/proc/stat`` (Linux) for the CPUs of ``sched_getaffinity``, so a SLURM job
+    pinned to its own cores does not count the rest of the node. None where unknown.
+    """
+    try:
+        cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
+    except AttributeError:
+        return None
+
+    def read() -> dict[str, tuple[int, int]]:
+        ticks = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name in cpus:
+                    values = [int(v) for v in fields[:8]]
+                    idle = values[3] + values[4]  # idle + iowait
+                    ticks[name] = (sum(values) - idle, sum(values))
+        return ticks
+
+    try:
+        before = read()
+        time.sleep(interval_s)
+        after = read()
+    except (OSError, ValueError):
+        return None
+    busy = 0.0
+    for name, (b1, t1) in after.items():
+        b0, t0 = before.get(name, (b1, t1))
+        busy += (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+    return busy
+
+
+def openmp_wait_policy(shares_cores: bool = False) -> str:
+    """Choose how PyTorch's idle OpenMP threads wait, before torch loads; returns why.
+
+    PyTorch splits each large CPU op over OpenMP threads. Between ops, libgomp's threads spin by
+    default: on an otherwise idle machine that is 1.5x faster than letting them sleep (the
+    ``fmnist_fast`` net on 2 cores, BENCHMARKS.md), because a waking thread costs tens of
+    microseconds per op. When other work shares the cores (a parallel sweep, a second run,
+    tests), a spinning thread holds the core its partner needs and every op waits for a
+    scheduler time slice: 2x slower with two runs on 2 cores, 4-5x seen with more. So threads
+    spin only when no other work is running: ``OMP_WAIT_POLICY=PASSIVE`` is set when
+    ``shares_cores`` (the caller knows it launches trials side by side) or when more than half
+    a CPU was busy during a 0.1 s look at ``/proc/stat``. ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` set by the user win. libgomp reads them when torch loads.
+    """
+    global _openmp_choice
+    if _openmp_choice is None:
+        _openmp_choice = _choose_openmp_wait_policy(shares_cores)
+    return _openmp_choice
+
+
+def _choose_openmp_wait_policy(shares_cores: bool) -> str:
+    if "torch" in sys.modules:
+        return "OpenMP as set when torch loaded, before trainlab could choose"
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if key in os.environ:
+            return f"{key}={os.environ[key]} (set by the user)"
+    if shares_cores:
+        reason = "trials share the cores"
+    else:
+        busy = busy_cpus()
+        if busy is not None and busy < BUSY_CPUS:
+            return f"OpenMP threads spin between ops: {busy:.2f} CPUs busy before start"
+        reason = "CPU load unknown" if busy is None else \
+            f"other work is running ({busy:.2f} CPUs busy before start)"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return f"OMP_WAIT_POLICY=PASSIVE: {reason}"
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed activation buffers in the heap instead of returning them to the kernel.
+
+    glibc serves every allocation over its mmap threshold (128 KiB to start) with a fresh
+    ``mmap`` and gives it back on ``free``; a training step allocates and frees tens of MB of
+    activations, so each step paid ~6,000 page faults (zeroing 24 MB) inside its convolutions,
+    ~12% of a CPU step. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
+    threshold to 1 GiB lets the next step reuse the same pages (the buffers are the same size
+    every step; the default job's peak RSS stays at 1.3 GB). ``TRAINLAB_MALLOC=default`` skips it.
+
+    Returns:
+        Whether the thresholds were set (False off glibc or when skipped).
+    """
+    if os.environ.get("TRAINLAB_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def tune_process(shares_cores: bool = False) -> str:
+    """Both settings above; call first thing in an entry point. Returns what was chosen."""
+    policy = openmp_wait_policy(shares_cores)
+    malloc = "malloc keeps freed buffers" if keep_freed_memory() else "malloc as is"
+    return f"{policy}; {malloc}"

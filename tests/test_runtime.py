@@ -1,0 +1,86 @@
+"""Process settings chosen before torch loads (trainlab.runtime): OpenMP waiting, malloc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hydra.types import RunMode
+
+from trainlab import runtime
+from trainlab.train import trials_share_cores
+
+
+def run_python(code: str, **env: str) -> str:
+    """stdout of ``python -c code`` in a fresh process (no torch loaded) with ``env`` added."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TRAINLAB_MALLOC")}
+    proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=120, check=True)
+    return proc.stdout.strip()
+
+
+CHOOSE = ("import os\nfrom trainlab import runtime\nruntime.busy_cpus = lambda: {busy}\n"
+          "print(runtime.openmp_wait_policy({shares}), os.environ.get('OMP_WAIT_POLICY'), sep='|')")
+
+
+@pytest.mark.parametrize(("busy", "shares", "env", "expected"), [
+    (0.0, False, {}, ("OpenMP threads spin", "None")),
+    (1.0, False, {}, ("OMP_WAIT_POLICY=PASSIVE: other work is running (1.00 CPUs", "PASSIVE")),
+    (None, False, {}, ("OMP_WAIT_POLICY=PASSIVE: CPU load unknown", "PASSIVE")),
+    (0.0, True, {}, ("OMP_WAIT_POLICY=PASSIVE: trials share the cores", "PASSIVE")),
+    (1.0, True, {"OMP_WAIT_POLICY": "ACTIVE"}, ("OMP_WAIT_POLICY=ACTIVE (set by the user)", "ACTIVE")),
+    (1.0, False, {"GOMP_SPINCOUNT": "1000"}, ("GOMP_SPINCOUNT=1000 (set by the user)", "None")),
+])
+def test_threads_spin_only_on_an_idle_machine_and_user_settings_win(busy, shares, env, expected):
+    why, policy = run_python(CHOOSE.format(busy=busy, shares=shares), **env).split("|")
+    assert why.startswith(expected[0]) and policy == expected[1]
+
+
+def test_the_first_choice_holds_and_none_is_made_after_torch_loaded():
+    out = run_python("from trainlab import runtime\nruntime.busy_cpus = lambda: 0.0\n"
+                     "a = runtime.openmp_wait_policy(False)\nb = runtime.openmp_wait_policy(True)\n"
+                     "print(a == b)")
+    assert out == "True"
+    out = run_python("import torch\nfrom trainlab import runtime\n"
+                     "print(runtime.openmp_wait_policy(True))")
+    assert out.startswith("OpenMP as set when torch loaded")
+
+
+def test_busy_cpus_sees_a_spinning_thread():
+    stop = time.monotonic() + 1.0
+
+    def spin() -> None:
+        while time.monotonic() < stop:
+            pass
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        busy = runtime.busy_cpus(0.3)  # sleeps, so the spinning thread holds the GIL and a CPU
+    finally:
+        thread.join()
+    assert busy is not None and runtime.BUSY_CPUS < busy <= len(os.sched_getaffinity(0)) + 0.01
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_malloc_thresholds_are_raised_unless_asked_not_to():
+    # the effect (page faults per step, samples/s) is measured by scripts/bench.py, not here
+    code = "from trainlab import runtime\nprint(runtime.keep_freed_memory())"
+    assert run_python(code) == "True"
+    assert run_python(code, TRAINLAB_MALLOC="default") == "False"
+
+
+def test_only_parallel_launchers_in_a_multirun_share_the_cores(compose_hydra):
+    def shares(*overrides: str, mode: RunMode = RunMode.MULTIRUN) -> bool:
+        compose_hydra(*overrides, f"hydra.mode={mode.name}")
+        return trials_share_cores()
+
+    assert shares("hydra/launcher=joblib") and shares("hydra/launcher=submitit_local")
+    assert not shares("hydra/launcher=joblib", "hydra.launcher.n_jobs=1")
+    assert not shares("hydra/launcher=joblib", mode=RunMode.RUN)
+    assert not shares() and not shares("hydra/launcher=slurm", "hydra.launcher.partition=x")

@@ -1,0 +1,48 @@
+"""Test-time flip augmentation (model.tta_flip): mirror-averaged logits in val/test/predict only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+from trainlab.models import MLP, Classifier
+
+
+def test_tta_logits_are_the_mean_over_the_image_and_its_mirror_and_mirror_invariant():
+    model = tiny_model(tta_flip=True).eval()
+    x = torch.randn(8, 1, 4, 4)
+    with torch.no_grad():
+        expected = (model.net(x) + model.net(x.flip(-1))) / 2
+        assert torch.allclose(model._eval_logits(x), expected, atol=1e-6)
+        assert torch.allclose(model._eval_logits(x.flip(-1)), model._eval_logits(x), atol=1e-6)
+        plain = tiny_model(tta_flip=False).eval()
+        assert not torch.allclose(plain._eval_logits(x.flip(-1)), plain._eval_logits(x), atol=1e-3)
+
+
+def test_tta_changes_test_metrics_to_the_averaged_predictions_and_not_training(tmp_path):
+    dm = tiny_datamodule()
+    model = tiny_model(tta_flip=True)
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=dm)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
+    x_uint8, y = dm.splits["test"]
+    x = dm.to_model_input(x_uint8)
+    with torch.no_grad():
+        averaged = (model.net(x) + model.net(x.flip(-1))) / 2
+        plain_loss = torch.nn.functional.cross_entropy(model.net(x), y).item()
+    tta_acc = (averaged.argmax(1) == y).float().mean().item()
+    assert metrics["test/acc"] == pytest.approx(tta_acc, abs=1e-6)
+    assert metrics["test/loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(averaged, y).item(), rel=1e-5)
+    # training is untouched: the same seed without TTA trains to the same weights
+    plain = tiny_model(tta_flip=False)
+    tiny_trainer(tmp_path / "plain", max_epochs=1).fit(plain, datamodule=tiny_datamodule())
+    assert all(torch.equal(trained[k], v) for k, v in plain.state_dict().items())
+    assert metrics["test/loss"] != pytest.approx(plain_loss, rel=1e-3)  # TTA did change the loss
+
+
+def test_tta_on_non_image_input_is_rejected_naming_the_key():
+    with pytest.raises(ValueError, match=r"model.tta_flip=true.*\[13\]"):
+        Classifier(MLP([13], 3), torch.optim.SGD, num_classes=3, input_shape=[13], tta_flip=True)
