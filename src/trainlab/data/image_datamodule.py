@@ -6,11 +6,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
-from trainlab.data.batches import TensorBatchLoader
+from trainlab.data.in_memory import InMemoryDataModule
 from trainlab.data.sources import ImageSplits
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,14 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(means), torch.stack(stds)
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(InMemoryDataModule):
     """Image classification data held as uint8 tensors, served as whole batches.
 
-    On a GPU the uint8 splits are copied to it once and batches are cut there. Batches leave
-    the loader as uint8; :meth:`on_after_batch_transfer` converts them to float on the batch's
-    device, applies ``augment`` to training batches only, then normalizes with statistics of
-    the training split.
+    On a GPU the uint8 splits are copied to it once and batches are cut there
+    (:class:`~trainlab.data.in_memory.InMemoryDataModule`). Batches leave the loader as uint8;
+    :meth:`on_after_batch_transfer` converts them to float on the batch's device, applies
+    ``augment`` to training batches only, then normalizes with statistics of the training
+    split.
 
     Args:
         source: callable returning the official splits (see ``trainlab.data.sources``).
@@ -82,13 +82,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.normalize = normalize
         self.augment = augment
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.shift = torch.zeros(self.input_shape[0])
         self.scale = torch.ones(self.input_shape[0])
         # (device, dtype, shift, scale, weight, bias), see _affine
         self._norm_cache: tuple = ()
-        # (split, device) -> (the CPU tensor copied, x on the device, y on the device)
-        self._on_device: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -130,45 +127,9 @@ class ImageDataModule(pl.LightningDataModule):
             return low, (high - low).clamp_min(1e-8)
         return torch.zeros(channels), torch.full((channels,), 1 / 255)
 
-    def _resident(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The split's uint8 tensors on ``device``, copied there once: on a GPU the batches are
-        cut there and nothing crosses the bus per step (Fashion-MNIST is 55 MB as uint8)."""
-        x, y = self.splits[split]
-        if device.type == "cpu":
-            return x, y
-        key = (split, str(device))
-        cached = self._on_device.get(key)
-        if cached is None or cached[0] is not x:  # new splits: copy again
-            cached = self._on_device[key] = (x, x.to(device), y.to(device))
-        return cached[1], cached[2]
-
-    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        x, y = self._resident(split, device)
-        return TensorBatchLoader(
-            x, y, batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train, drop_last=train, seed=self.shuffle_seed,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
-        )
-
     @override
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", train=True)
-
-    @override
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", train=False)
-
-    @override
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", train=False)
-
-    @override
-    def predict_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", train=False)
+    def eval_batch_size_for(self, n: int) -> int:
+        return self.eval_batch_size
 
     def to_model_input(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """uint8 images -> normalized float images (no augmentation), in one pass:

@@ -6,11 +6,10 @@ import logging
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
-from trainlab.data.batches import TensorBatchLoader
+from trainlab.data.in_memory import InMemoryDataModule
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def inject_outliers(x: np.ndarray, fraction: float, scale: float, seed: int) -> 
     return x
 
 
-class TabularDataModule(pl.LightningDataModule):
+class TabularDataModule(InMemoryDataModule):
     """A scikit-learn table split into train/val/test, scaled with statistics of train alone.
 
     Args:
@@ -58,6 +57,8 @@ class TabularDataModule(pl.LightningDataModule):
         shuffle_seed: base seed of the per-epoch training order.
         augment: must be empty (``augmentation=none``): the image augmentations do not apply.
     """
+
+    drop_last_train = False  # every row counts in a small table
 
     def __init__(self, dataset: str, input_shape: list[int], num_classes: int,
                  scaler: Any = None, val_fraction: float = 0.2, test_fraction: float = 0.2,
@@ -84,7 +85,6 @@ class TabularDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.outlier_fraction, self.outlier_scale = outlier_fraction, outlier_scale
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -111,25 +111,6 @@ class TabularDataModule(pl.LightningDataModule):
         log.info("Data %s: %d train / %d val / %d test, scaler=%s", self.dataset, len(x_train),
                  len(x_val), len(x_test), type(self.scaler).__name__ if self.scaler else None)
 
-    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
-        x, y = self.splits[split]
-        trainer = self.trainer
-        return TensorBatchLoader(
-            x, y, batch_size=self.batch_size if train else len(x), shuffle=train,
-            drop_last=False, seed=self.shuffle_seed,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
-        )
-
     @override
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", train=True)
-
-    @override
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", train=False)
-
-    @override
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", train=False)
+    def eval_batch_size_for(self, n: int) -> int:
+        return n  # a table is small: one batch
