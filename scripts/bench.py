@@ -51,6 +51,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trainlab.compose import compose_config  # Hydra only: torch is not loaded yet
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("trainlab", "trainlab_nobar", "hand", "torchvision0", "torchvision2")
 DEFAULT_VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
@@ -58,13 +60,6 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ----------------------------------------------------------------------------- config
-
-
-def compose(overrides: list[str], output_dir: Path):
-    """``conf/train.yaml`` composed as ``train.py`` would, writing into ``output_dir``."""
-    from trainlab.compose import compose_config
-
-    return compose_config(overrides, output_dir)
 
 
 # ----------------------------------------------------------------------------- variants
@@ -88,7 +83,7 @@ class Bench:
         self.args, self.workdir = args, workdir
         self.total = args.warmup + args.steps
         self.base = [f"data.batch_size={args.batch_size}", *args.override]
-        cfg = compose(self.base, workdir / "probe")
+        cfg = compose_config(self.base, workdir / "probe")
         from hydra.utils import instantiate
 
         datamodule = instantiate(cfg.data)
@@ -117,7 +112,7 @@ class Bench:
                      "callbacks.model_checkpoint=null"]
         if not progress_bar:
             overrides.append("callbacks.progress_bar=null")
-        cfg = compose(overrides, out)
+        cfg = compose_config(overrides, out)
         datamodule, model, trainer = build(cfg)
         datamodule.splits = self.datamodule_splits  # already read: skip the gunzip
         datamodule.shift, datamodule.scale = self.shift, self.scale
@@ -148,7 +143,7 @@ class Bench:
         import pytorch_lightning as pl
         from hydra.utils import instantiate
 
-        cfg = compose(self.base, self.workdir / "hand")
+        cfg = compose_config(self.base, self.workdir / "hand")
         pl.seed_everything(cfg.seed, verbose=False)
         model = instantiate(cfg.model)
         channels_last = model.channels_last

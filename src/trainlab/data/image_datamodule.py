@@ -127,10 +127,6 @@ class ImageDataModule(InMemoryDataModule):
             return low, (high - low).clamp_min(1e-8)
         return torch.zeros(channels), torch.full((channels,), 1 / 255)
 
-    @override
-    def eval_batch_size_for(self, n: int) -> int:
-        return self.eval_batch_size
-
     def to_model_input(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """uint8 images -> normalized float images (no augmentation), in one pass:
         ``x * (1 / (255 * scale)) - shift / scale``, within 1 float32 ulp of

@@ -15,11 +15,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     Batches are cut by :class:`TensorBatchLoader` (per-epoch order from ``shuffle_seed`` and
     the epoch, DDP shards by rank). Training on a GPU, each split is copied there once and
     batches are cut there, so nothing crosses the bus per step. Subclasses set
-    ``batch_size``, ``shuffle_seed`` and say how large evaluation batches are.
+    ``batch_size``, ``shuffle_seed`` and ``eval_batch_size`` (None: a split is one batch).
     """
 
     batch_size: int
     shuffle_seed: int
+    eval_batch_size: int | None = None
     drop_last_train: bool = True
 
     def __init__(self) -> None:
@@ -27,10 +28,6 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         # (split, device) -> (the CPU tensor copied, x on the device, y on the device)
         self._on_device: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
-
-    def eval_batch_size_for(self, n: int) -> int:
-        """Batch size of validation/test/predict over a split of ``n`` examples."""
-        raise NotImplementedError
 
     def _resident(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's tensors on ``device``, copied there once (again when the splits change)."""
@@ -48,7 +45,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         x, y = self._resident(split, device)
         return TensorBatchLoader(
-            x, y, batch_size=self.batch_size if train else self.eval_batch_size_for(len(x)),
+            x, y, batch_size=self.batch_size if train else self.eval_batch_size or len(x),
             shuffle=train, drop_last=train and self.drop_last_train, seed=self.shuffle_seed,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
             rank=trainer.global_rank if trainer is not None else 0,

@@ -110,7 +110,3 @@ class TabularDataModule(InMemoryDataModule):
                        for k, v in parts.items()}
         log.info("Data %s: %d train / %d val / %d test, scaler=%s", self.dataset, len(x_train),
                  len(x_val), len(x_test), type(self.scaler).__name__ if self.scaler else None)
-
-    @override
-    def eval_batch_size_for(self, n: int) -> int:
-        return n  # a table is small: one batch
