@@ -7,6 +7,9 @@ so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping Op
 
     python scripts/bench_nets.py                              # the default variants
     python scripts/bench_nets.py --variants c16-32-64:h512:pf --precision bf16
+    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td --batch-size 128  # dropout
+
+A variant ending in ``:td`` uses PyTorch's ``nn.Dropout`` instead of trainlab's CPU dropout.
 """
 
 from __future__ import annotations
@@ -15,19 +18,37 @@ import argparse
 import statistics
 import time
 
-# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf]"
+# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td]"
 DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
 
 
-def parse_variant(name: str) -> dict:
-    """``c16-32-64:h512:pf`` -> channels [16, 32, 64], hidden 512, pool_first."""
+def parse_variant(name: str) -> tuple[dict, bool]:
+    """``c16-32-64:h512:pf`` -> (channels [16, 32, 64], hidden 512, pool_first), and whether
+    the name ends in ``:td`` (torch's dropout)."""
     parts = name.split(":")
+    flags = set(parts[2:])
     try:
         kwargs = {"channels": [int(c) for c in parts[0].removeprefix("c").split("-")],
-                  "hidden": int(parts[1].removeprefix("h")), "pool_first": parts[2:] == ["pf"]}
+                  "hidden": int(parts[1].removeprefix("h")), "pool_first": "pf" in flags}
     except (IndexError, ValueError):
-        raise SystemExit(f"--variants: {name!r} is not like c16-32-64:h512 or c16-32-64:h512:pf") from None
-    return kwargs
+        kwargs = None
+    if kwargs is None or not flags <= {"pf", "td"}:
+        raise SystemExit(f"--variants: {name!r} is not like c16-32-64:h512, c16-32-64:h512:pf "
+                         "or c16-32-64:h512:pf:td")
+    return kwargs, "td" in flags
+
+
+def torch_dropout(net):
+    """``net`` with each of trainlab's ``Dropout`` layers replaced by ``nn.Dropout``."""
+    from torch import nn
+
+    from trainlab.models.layers import Dropout
+
+    for module in list(net.modules()):
+        for child_name, child in module.named_children():
+            if isinstance(child, Dropout):
+                setattr(module, child_name, nn.Dropout(child.p))
+    return net
 
 
 def main() -> None:
@@ -52,9 +73,11 @@ def main() -> None:
     y = torch.randint(0, 10, (args.batch_size,))
     rates: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):
-        for name, kwargs in variants.items():
+        for name, (kwargs, with_torch_dropout) in variants.items():
             torch.manual_seed(0)
             net = CNN([1, 28, 28], 10, **kwargs).to(memory_format=torch.channels_last)
+            if with_torch_dropout:
+                net = torch_dropout(net)
             opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                                   weight_decay=5e-4)
             for step in range(5 + args.steps):  # 5 untimed steps first

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from trainlab.models import CNN, MLP
+from trainlab.models.layers import Dropout
 
 
 def test_dropout_zeroes_p_and_scales_rest_in_train_identity_in_eval():
@@ -19,6 +20,25 @@ def test_dropout_zeroes_p_and_scales_rest_in_train_identity_in_eval():
     assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
     assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
     assert torch.equal(drop[0].eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cpu_dropout_keeps_1_minus_p_scales_by_its_inverse_and_passes_that_gradient(dtype):
+    torch.manual_seed(0)
+    drop = Dropout(0.25)
+    x = torch.ones(256, 1000, dtype=dtype, requires_grad=True)
+    out = drop(x)
+    kept = out != 0
+    assert out.dtype == dtype
+    assert kept.float().mean().item() == pytest.approx(0.75, abs=0.005)
+    assert torch.allclose(out[kept].float(), torch.full((int(kept.sum()),), 1 / 0.75), rtol=1e-2)
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # d(x * mask)/dx = mask, and out = mask here
+    assert not torch.equal(drop(x), out)  # a new mask every call
+    x2 = torch.ones(8, 100)
+    assert torch.equal(drop.eval()(x2), x2)
+    inplace = Dropout(0.5, inplace=True).train()
+    assert inplace(x2) is x2 and (x2 == 0).any()
 
 
 def test_dropout_placement_head_vs_all():

@@ -84,3 +84,19 @@ def test_only_parallel_launchers_in_a_multirun_share_the_cores(compose_hydra):
     assert not shares("hydra/launcher=joblib", "hydra.launcher.n_jobs=1")
     assert not shares("hydra/launcher=joblib", mode=RunMode.RUN)
     assert not shares() and not shares("hydra/launcher=slurm", "hydra.launcher.partition=x")
+
+
+def test_the_nvml_check_is_dropped_only_where_nvml_cannot_load(monkeypatch):
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(runtime.ctypes, "CDLL", no_library)
+    assert runtime.drop_failing_nvml_check()
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+    assert not runtime.drop_failing_nvml_check()  # nothing left to drop
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: object())  # NVML loads: a GPU host
+    assert not runtime.drop_failing_nvml_check()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"

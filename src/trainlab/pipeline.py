@@ -18,12 +18,15 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
+from trainlab.profiler import NoProfiler
 from trainlab.results import add_gaps, flat_metrics, write_results
+from trainlab.runtime import drop_failing_nvml_check
 from trainlab.validate import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,13 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     model = instantiate(cfg.model)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     loggers = instantiate_dict(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    defaults: dict[str, Any] = {}
+    if not cfg.trainer.get("profiler"):
+        defaults["profiler"] = NoProfiler()
+    if cfg.trainer.get("enable_progress_bar") is None:  # callbacks.progress_bar=null: no bar at all
+        defaults["enable_progress_bar"] = any(isinstance(c, ProgressBar) for c in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
+    drop_failing_nvml_check()  # Lightning is loaded: no NVML probe per optimizer step without NVML
     return datamodule, model, trainer
 
 

@@ -1,6 +1,7 @@
-"""Process settings that make CPU training faster, applied by the entry points before torch loads.
+"""Process settings that make training faster, applied by the entry points before torch loads
+(the NVML check: right after Lightning loads).
 
-Neither imports torch. Both were measured with ``scripts/bench.py`` (BENCHMARKS.md).
+None imports torch. Each was measured with ``scripts/bench.py`` (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -117,6 +118,30 @@ def keep_freed_memory() -> bool:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def drop_failing_nvml_check() -> bool:
+    """Stop PyTorch from looking for NVML on every optimizer step where there is no NVML.
+
+    Importing Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (so that asking whether CUDA
+    is available never initializes CUDA before a fork). Adam and AdamW ask on every ``step``;
+    with that variable set, a CUDA build of torch on a machine without the NVIDIA driver then
+    tries to ``dlopen`` ``libnvidia-ml.so.1`` each time, fails, and falls back to the CUDA
+    runtime's count: 0.08 ms per step on the benchmark machine (BENCHMARKS.md). Where NVML
+    cannot be loaded the variable changes nothing but that cost, so it is removed; where NVML
+    loads (a GPU machine) it stays. Call after Lightning is imported.
+
+    Returns:
+        Whether the variable was removed.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return False
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+        return True
+    return False
 
 
 def tune_process(shares_cores: bool = False) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -14,6 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from trainlab.regularization import Regularization
+
+# Training logits held before their correct predictions are counted (4 MiB of float32).
+HELD_LOGITS = 1 << 20
 
 # Completed with parameter groups: ``partial(torch.optim.Adam, lr=1e-3)`` from Hydra's ``_partial_``,
 # or ``class_path``/``init_args`` from LightningCLI (``--model.optimizer=Adam``).
@@ -70,11 +74,24 @@ class Classifier(pl.LightningModule):
             if self.top_k:
                 setattr(self, f"{stage}_acc_top{self.top_k}",
                         MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
-        # Training sums (loss * n, correct, n, penalty * n) live in one float64 buffer: a few
-        # in-place adds per step, no metric object in the hot loop; reduced across ranks once
-        # per epoch.
-        self.register_buffer("train_sums", torch.zeros(4, dtype=torch.float64), persistent=False)
+        # The epoch's training sums, with no metric object in the hot loop: loss * n, penalty * n
+        # and n as Python numbers (the loss is read each step anyway, to catch divergence); the
+        # correct count from the step's logits, kept (detached) and counted a few hundred
+        # batches at a time (an argmax per step costs more than the batch's loss). Reduced
+        # across ranks once per epoch.
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
+        self._train_sums = [0.0, 0.0, 0]  # loss * n, penalty * n, n
+        self._train_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, labels)
+        self._train_logits_held = 0  # elements in _train_logits
         self.status = "ok"
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets _current_fx_name around every hook call (~40 times per training step);
+        # nn.Module.__setattr__ checks parameters, buffers and submodules first. A str is none.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,38 +116,53 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        total = loss
+        total, penalty_value = loss, 0.0
         if self.regularization.has_penalty:
-            reg = self.regularization.penalty(self.net)
-            total = loss + reg
-        if not torch.isfinite(total):
+            penalty = self.regularization.penalty(self.net)
+            total, penalty_value = loss + penalty, penalty.item()
+        loss_value = loss.item()  # the host reads of the step
+        if not math.isfinite(loss_value + penalty_value):
             # Skip the step so the weights (and the next checkpoint) stay the last good ones.
             self.status = "diverged"
             self.trainer.should_stop = True
             return None
-        with torch.no_grad():
-            # One in-place add per sum into a float64 buffer: no per-step stack/alloc, no sync.
-            hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
-            n = y.shape[0]
-            sums = self.train_sums
-            sums[0].add_(loss.detach(), alpha=n)
-            sums[1].add_((logits.argmax(dim=1) == hard).sum())
-            sums[2].add_(n)
-            if total is not loss:
-                sums[3].add_((total - loss).detach(), alpha=n)
+        n = y.shape[0]
+        sums = self._train_sums
+        sums[0] += loss_value * n
+        sums[1] += penalty_value * n
+        sums[2] += n
+        self._train_logits.append((logits.detach(), y))
+        self._train_logits_held += logits.numel()
+        if self._train_logits_held >= HELD_LOGITS:
+            self._count_correct()
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return total
 
+    def _count_correct(self) -> None:
+        """Add the held batches' correct predictions to ``train_correct`` and let them go."""
+        if self._train_logits:
+            with torch.no_grad():
+                logits = torch.cat([batch[0] for batch in self._train_logits])
+                y = torch.cat([batch[1] for batch in self._train_logits])
+                hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
+                self.train_correct.add_((logits.argmax(dim=1) == hard).sum())
+        self._train_logits, self._train_logits_held = [], 0
+
     @override
     def on_train_epoch_end(self) -> None:
-        sums = self.trainer.strategy.reduce(self.train_sums.clone(), reduce_op="sum")
+        self._count_correct()
+        loss_sum, reg_sum, seen = self._train_sums
+        sums = torch.tensor([loss_sum, self.train_correct.item(), seen, reg_sum],
+                            dtype=torch.float64, device=self.train_correct.device)
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         if sums[2] > 0:
             self.log("train/loss", sums[0] / sums[2], sync_dist=False)
             self.log("train/acc", sums[1] / sums[2], prog_bar=True, sync_dist=False)
             if self.regularization.has_penalty:
                 self.log("train/reg_loss", sums[3] / sums[2], sync_dist=False)
-        self.train_sums.zero_()
+        self.train_correct.zero_()
+        self._train_sums = [0.0, 0.0, 0]
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
@@ -163,6 +195,15 @@ class Classifier(pl.LightningModule):
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.regularization.param_groups(self.net))
+
+    @override
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer,
+                                    gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # Lightning's clipping runs only with trainer.gradient_clip_val set (trainlab's own is
+        # the grad_clip callback); otherwise skip its per-step checks.
+        if gradient_clip_val:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     @override
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

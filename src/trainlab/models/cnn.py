@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from trainlab.models.layers import Dropout, check_batchnorm, check_dropout
 from trainlab.models.layers import activation as make_activation
-from trainlab.models.layers import check_batchnorm, check_dropout
 
 
 class CNN(nn.Module):
@@ -59,7 +59,7 @@ class CNN(nn.Module):
             if dropout2d > 0:
                 blocks += [nn.Dropout2d(dropout2d)]
             if dropout > 0 and dropout_where == "all":
-                blocks += [nn.Dropout(dropout)]
+                blocks += [Dropout(dropout)]
             in_ch, height, width = out_ch, height // 2, width // 2
         self.features = nn.Sequential(*blocks)
         head: list[nn.Module] = [nn.Flatten()]
@@ -70,7 +70,7 @@ class CNN(nn.Module):
             head += [make_activation(activation)]
             features = hidden
         if dropout > 0:
-            head += [nn.Dropout(dropout)]
+            head += [Dropout(dropout)]
         head += [nn.Linear(features, num_classes)]
         self.head = nn.Sequential(*head)
 

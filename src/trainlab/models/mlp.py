@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from trainlab.models.layers import Dropout, check_batchnorm, check_dropout
 from trainlab.models.layers import activation as make_activation
-from trainlab.models.layers import check_batchnorm, check_dropout
 
 
 class MLP(nn.Module):
@@ -43,7 +43,7 @@ class MLP(nn.Module):
             layers += [nn.BatchNorm1d(out, eps=bn_eps, momentum=bn_momentum)] if batchnorm else []
             layers += [make_activation(activation)]
             if dropout > 0 and (dropout_where == "all" or i == len(hidden) - 1):
-                layers += [nn.Dropout(dropout)]
+                layers += [Dropout(dropout)]
             width = out
         layers += [nn.Linear(width, num_classes)]
         self.layers = nn.Sequential(*layers)
