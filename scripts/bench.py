@@ -9,6 +9,9 @@ process for several rounds so that concurrent load on a shared machine hits them
   validation and the sanity check (``limit_val_batches=0``) and the model checkpoint (it writes
   once per epoch, never inside the timed steps). The rich progress bar renders as in a
   terminal, into memory. ``trainlab_nobar`` is the same without the progress bar.
+- ``lightning``: the same network, loss and optimizer in a bare ``LightningModule`` and a
+  Trainer with nothing added (no callbacks, logger, checkpoints, bar, metrics), fed the hand
+  loop's batches: Lightning's own cost, the floor under ``trainlab`` (not run by default).
 - ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
   float tensors normalized once up front (the fastest a user would write).
 - ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
@@ -54,7 +57,7 @@ from pathlib import Path
 from trainlab.compose import compose_config  # Hydra only: torch is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("trainlab", "trainlab_nobar", "hand", "torchvision0", "torchvision2")
+VARIANTS = ("trainlab", "trainlab_nobar", "lightning", "hand", "torchvision0", "torchvision2")
 DEFAULT_VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -101,11 +104,8 @@ class Bench:
     # -- trainlab: the real Trainer -------------------------------------------------------
 
     def trainlab(self, progress_bar: bool = True) -> float:
-        import pytorch_lightning as pl
-
         from trainlab.pipeline import build
 
-        args = self.args
         out = self.workdir / f"trainlab{self.rounds_done}"
         overrides = [*self.base, "trainer.max_epochs=1", f"trainer.limit_train_batches={self.total + 1}",
                      "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
@@ -121,20 +121,67 @@ class Bench:
             trainer.progress_bar_callback._console_kwargs = {
                 "file": sink, "force_terminal": True, "width": 120}
 
-        stamps: dict[int, float] = {}
-        first, last = args.warmup, self.total
+        stamps: dict[int, tuple] = {}
+        trainer.callbacks.append(self._stopwatch(stamps))
+        with contextlib.redirect_stdout(sink):
+            trainer.fit(model, datamodule=datamodule)
+        if model.status != "ok":
+            raise RuntimeError(f"trainlab round ended with status {model.status}")
+        return _minus(stamps[self.total], stamps[self.args.warmup])
+
+    def _stopwatch(self, stamps: dict[int, tuple]):
+        """A callback that clocks the start of the first timed batch and of the one after."""
+        import pytorch_lightning as pl
+
+        first, last = self.args.warmup, self.total
 
         class Stopwatch(pl.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
                 if batch_idx in (first, last):
                     stamps[batch_idx] = clock()
 
-        trainer.callbacks.append(Stopwatch())
-        with contextlib.redirect_stdout(sink):
-            trainer.fit(model, datamodule=datamodule)
-        if model.status != "ok":
-            raise RuntimeError(f"trainlab round ended with status {model.status}")
-        return _minus(stamps[last], stamps[first])
+        return Stopwatch()
+
+    # -- Lightning alone: the floor under trainlab -----------------------------------------
+
+    def lightning(self) -> tuple:
+        """A bare ``LightningModule`` (the net, the loss, the optimizer; nothing else) in a
+        Trainer without callbacks, logger, checkpoints or progress bar, on the hand loop's
+        float batches: what Lightning's loop costs by itself."""
+        import pytorch_lightning as pl
+        import torch
+        import torch.nn.functional as F
+
+        from trainlab.data.batches import TensorBatchLoader
+        from trainlab.profiler import NoProfiler
+
+        net, opt, channels_last, cfg = self._net_and_optimizer()
+        smoothing = float(cfg.model.label_smoothing)
+
+        class Bare(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def training_step(self, batch, batch_idx):
+                x, y = batch
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return F.cross_entropy(self.net(x), y, label_smoothing=smoothing)
+
+            def configure_optimizers(self):
+                return opt
+
+        stamps: dict[int, tuple] = {}
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
+                             limit_train_batches=self.total + 1, num_sanity_val_steps=0,
+                             precision=cfg.trainer.precision, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             profiler=NoProfiler(), callbacks=[self._stopwatch(stamps)])
+        loader = TensorBatchLoader(self.train_x, self.train_y, self.args.batch_size,
+                                   shuffle=True, drop_last=True, seed=cfg.seed)
+        trainer.fit(Bare(), train_dataloaders=loader)
+        return _minus(stamps[self.total], stamps[self.args.warmup])
 
     # -- the hand-written loop --------------------------------------------------------------
 
@@ -217,6 +264,8 @@ class Bench:
         faults per step of one timed round of ``variant``."""
         if variant.startswith("trainlab"):
             seconds = self.trainlab(progress_bar=variant == "trainlab")
+        elif variant == "lightning":
+            seconds = self.lightning()
         elif variant == "hand":
             seconds = self.hand()
         else:
@@ -374,13 +423,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def summarize(rates: dict[str, list[float]]) -> dict:
-    """Per-round rates, their medians, and trainlab's median per-round ratio to each variant."""
+    """Per-round rates, their medians, and the median per-round ratio of trainlab to each
+    variant (and of bare Lightning to the hand loop)."""
+    pairs = [("trainlab", v) for v in rates if v != "trainlab"] + [("lightning", "hand")]
     ratios = {}
-    if "trainlab" in rates:
-        for v, other in rates.items():
-            if v != "trainlab":
-                per_round = [a / b for a, b in zip(rates["trainlab"], other, strict=True)]
-                ratios[f"trainlab/{v}"] = statistics.median(per_round)
+    for a, b in pairs:
+        if a in rates and b in rates:
+            per_round = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+            ratios[f"{a}/{b}"] = statistics.median(per_round)
     return {"rounds": rates, "median": {v: statistics.median(x) for v, x in rates.items()},
             "ratios": ratios}
 

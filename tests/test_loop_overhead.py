@@ -14,7 +14,6 @@ from torch import nn
 
 from trainlab.callbacks import progress
 from trainlab.callbacks.progress import ProgressBar
-from trainlab.models import classifier
 from trainlab.pipeline import build
 from trainlab.profiler import NoProfiler
 
@@ -55,20 +54,6 @@ def test_module_attributes_still_register_beside_the_hook_name_shortcut():
     model.extra = nn.Linear(2, 2)
     model.scale = nn.Parameter(torch.ones(1))
     assert "extra" in model._modules and "scale" in model._parameters
-
-
-@pytest.mark.parametrize("held", [classifier.HELD_LOGITS, 1])
-def test_train_accuracy_is_the_same_however_many_logits_are_held(tmp_path, monkeypatch, held):
-    monkeypatch.setattr(classifier, "HELD_LOGITS", held)  # 1: counted after every batch
-    model = tiny_model(lr=0.0)
-    datamodule = tiny_datamodule()
-    trainer = tiny_trainer(tmp_path, max_epochs=1)
-    trainer.fit(model, datamodule=datamodule)
-    x, y = datamodule.splits["train"]
-    with torch.no_grad():
-        expected = (model(datamodule.to_model_input(x)).argmax(1) == y).double().mean().item()
-    assert trainer.callback_metrics["train/acc"].item() == pytest.approx(expected)
-    assert model._train_logits == []
 
 
 def test_lightning_gradient_clipping_still_clips(tmp_path):

@@ -16,9 +16,6 @@ from typing_extensions import override
 
 from trainlab.regularization import Regularization
 
-# Training logits held before their correct predictions are counted (4 MiB of float32).
-HELD_LOGITS = 1 << 20
-
 # Completed with parameter groups: ``partial(torch.optim.Adam, lr=1e-3)`` from Hydra's ``_partial_``,
 # or ``class_path``/``init_args`` from LightningCLI (``--model.optimizer=Adam``).
 OptimizerFactory = OptimizerCallable
@@ -75,14 +72,12 @@ class Classifier(pl.LightningModule):
                 setattr(self, f"{stage}_acc_top{self.top_k}",
                         MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
         # The epoch's training sums, with no metric object in the hot loop: loss * n, penalty * n
-        # and n as Python numbers (the loss is read each step anyway, to catch divergence); the
-        # correct count from the step's logits, kept (detached) and counted a few hundred
-        # batches at a time (an argmax per step costs more than the batch's loss). Reduced
-        # across ranks once per epoch.
+        # and n as Python numbers (the loss is read each step anyway, to catch divergence), the
+        # correct count in a buffer (one in-place add per step, no sync). Reduced across ranks
+        # once per epoch. (Holding the logits to count them in blocks saved 0.08 ms per step
+        # but scattered small live tensors through the heap: +0.6 GB peak RSS.)
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
         self._train_sums = [0.0, 0.0, 0]  # loss * n, penalty * n, n
-        self._train_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, labels)
-        self._train_logits_held = 0  # elements in _train_logits
         self.status = "ok"
 
     def __setattr__(self, name: str, value) -> None:
@@ -131,27 +126,15 @@ class Classifier(pl.LightningModule):
         sums[0] += loss_value * n
         sums[1] += penalty_value * n
         sums[2] += n
-        self._train_logits.append((logits.detach(), y))
-        self._train_logits_held += logits.numel()
-        if self._train_logits_held >= HELD_LOGITS:
-            self._count_correct()
+        with torch.no_grad():
+            hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
+            self.train_correct.add_((logits.argmax(dim=1) == hard).sum())
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return total
 
-    def _count_correct(self) -> None:
-        """Add the held batches' correct predictions to ``train_correct`` and let them go."""
-        if self._train_logits:
-            with torch.no_grad():
-                logits = torch.cat([batch[0] for batch in self._train_logits])
-                y = torch.cat([batch[1] for batch in self._train_logits])
-                hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
-                self.train_correct.add_((logits.argmax(dim=1) == hard).sum())
-        self._train_logits, self._train_logits_held = [], 0
-
     @override
     def on_train_epoch_end(self) -> None:
-        self._count_correct()
         loss_sum, reg_sum, seen = self._train_sums
         sums = torch.tensor([loss_sum, self.train_correct.item(), seen, reg_sum],
                             dtype=torch.float64, device=self.train_correct.device)
