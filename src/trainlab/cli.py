@@ -22,7 +22,7 @@ YAML is resolved after the command line is applied, so the logger follows
 
 from __future__ import annotations
 
-from trainlab.runtime import tune_process
+from trainlab.runtime import drop_failing_nvml_check, tune_process
 
 tune_process()  # the entry point's module: OpenMP reads its setting when torch loads, below
 
@@ -31,6 +31,8 @@ from jsonargparse import set_parsing_settings  # noqa: E402
 from pytorch_lightning.cli import ArgsType, LightningCLI  # noqa: E402
 
 from trainlab.models import Classifier  # noqa: E402
+
+drop_failing_nvml_check()  # Lightning is loaded: no NVML probe per Adam step without NVML
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 

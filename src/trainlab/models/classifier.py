@@ -74,8 +74,8 @@ class Classifier(pl.LightningModule):
         # The epoch's training sums, with no metric object in the hot loop: loss * n, penalty * n
         # and n as Python numbers (the loss is read each step anyway, to catch divergence), the
         # correct count in a buffer (one in-place add per step, no sync). Reduced across ranks
-        # once per epoch. (Holding the logits to count them in blocks saved 0.08 ms per step
-        # but scattered small live tensors through the heap: +0.6 GB peak RSS.)
+        # once per epoch. (Holding the logits to count them in blocks saved about 0.1 ms per
+        # step but scattered small live tensors through the heap: +0.6 GB peak RSS.)
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
         self._train_sums = [0.0, 0.0, 0]  # loss * n, penalty * n, n
         self.status = "ok"
