@@ -127,9 +127,10 @@ def drop_failing_nvml_check() -> bool:
     is available never initializes CUDA before a fork). Adam and AdamW ask on every ``step``;
     with that variable set, a CUDA build of torch on a machine without the NVIDIA driver then
     tries to ``dlopen`` ``libnvidia-ml.so.1`` each time, fails, and falls back to the CUDA
-    runtime's count: 0.08 ms per step on the benchmark machine (BENCHMARKS.md). Where NVML
-    cannot be loaded the variable changes nothing but that cost, so it is removed; where NVML
-    loads (a GPU machine) it stays. Call after Lightning is imported.
+    runtime's count: 0.08 ms per step with a tiny net, 0.47 ms after a CNN step has left the
+    caches cold, on the benchmark machine (BENCHMARKS.md). Where NVML cannot be loaded the
+    variable changes nothing but that cost, so it is removed; where NVML loads (a GPU
+    machine) it stays. Call after Lightning is imported.
 
     Returns:
         Whether the variable was removed.
@@ -145,7 +146,8 @@ def drop_failing_nvml_check() -> bool:
 
 
 def tune_process(shares_cores: bool = False) -> str:
-    """Both settings above; call first thing in an entry point. Returns what was chosen."""
+    """The two settings that must precede torch (OpenMP waiting, malloc thresholds); call
+    first thing in an entry point. Returns what was chosen."""
     policy = openmp_wait_policy(shares_cores)
     malloc = "malloc keeps freed buffers" if keep_freed_memory() else "malloc as is"
     return f"{policy}; {malloc}"
