@@ -1,13 +1,14 @@
 """Training throughput: trainlab's Lightning loop vs a hand-written loop vs per-sample torchvision.
 
-Three ways to train the same network on the same Fashion-MNIST batches, run in turn in one
+Several ways to train the same network on the same Fashion-MNIST batches, run in turn in one
 process for several rounds so that concurrent load on a shared machine hits them alike:
 
 - ``trainlab``: a real ``pytorch_lightning.Trainer`` built by ``trainlab.pipeline.build`` from the
   Hydra config (``conf/train.yaml`` + ``--override``s) with its callbacks (progress bar, LR
   schedule, diagnostics, per-epoch seeding, preemption) and CSV logger. Off for the benchmark:
-  validation and the sanity check (``limit_val_batches=0``) and the model checkpoint (it writes
-  once per epoch, never inside the timed steps). The rich progress bar renders as in a
+  validation and the sanity check (``limit_val_batches=0``) and trainlab's checkpoint callback;
+  Lightning then adds its default one, which like a real run's is called every step and
+  writes once per epoch, never inside the timed steps. The rich progress bar renders as in a
   terminal, into memory. ``trainlab_nobar`` is the same without the progress bar.
 - ``lightning``: the same network, loss and optimizer in a bare ``LightningModule`` and a
   Trainer with nothing added (no callbacks, logger, checkpoints, bar, metrics), fed the hand
