@@ -18,7 +18,9 @@ def test_dropout_zeroes_p_and_scales_rest_in_train_identity_in_eval():
     x = torch.ones(64, 1000)
     out = drop[0].train()(x)
     assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
-    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
+    kept_p = 1 - round(0.3 * 2**15) / 2**15  # p acts rounded to 1/32768 (layers.Dropout)
+    assert kept_p == pytest.approx(0.7, abs=2e-5)
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / kept_p))
     assert torch.equal(drop[0].eval()(x), x)
 
 
@@ -39,6 +41,29 @@ def test_cpu_dropout_keeps_1_minus_p_scales_by_its_inverse_and_passes_that_gradi
     assert torch.equal(drop.eval()(x2), x2)
     inplace = Dropout(0.5, inplace=True).train()
     assert inplace(x2) is x2 and (x2 == 0).any()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_cpu_dropout_keeps_each_of_the_four_elements_per_draw_alike(p):
+    """Four elements share one 63-bit draw (15 bits each): each of the four positions, and the
+    odd shapes whose size is no multiple of four, keep 1 - p."""
+    torch.manual_seed(1)
+    x = torch.ones(4003, 101)
+    kept = (Dropout(p)(x) != 0).float().flatten()
+    sigma = (p * (1 - p) / (kept.numel() / 4)) ** 0.5
+    for position in range(4):
+        assert kept[position::4].mean().item() == pytest.approx(1 - p, abs=5 * sigma)
+    out = Dropout(p)(torch.ones(5, 3))
+    assert ((out == 0) | torch.isclose(out, torch.tensor(1 / (1 - p)), rtol=1e-4)).all()
+
+
+def test_cpu_dropout_with_p_that_rounds_to_0_or_1_is_torch_dropout():
+    x = torch.randn(64, 64)
+    for p in (1e-6, 0.99999):
+        torch.manual_seed(2)
+        ours = Dropout(p)(x)
+        torch.manual_seed(2)
+        assert torch.equal(ours, nn.Dropout(p)(x))  # the same draws: it is nn.Dropout
 
 
 def test_dropout_placement_head_vs_all():
@@ -91,3 +116,46 @@ def test_pool_first_moves_the_pool_before_bn_and_without_bn_is_the_same_function
 def test_bad_model_values_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MLP([4], 2, **kwargs)
+
+
+def _out_of_place_copy(net: nn.Module, make) -> nn.Module:
+    other = make()
+    other.load_state_dict(net.state_dict())
+    for m in other.modules():
+        if hasattr(m, "inplace") and not isinstance(m, nn.Dropout):
+            m.inplace = False
+    return other
+
+
+@pytest.mark.parametrize("act", ["ReLU", "LeakyReLU", "Hardtanh", "ReLU6"])
+@pytest.mark.parametrize("kind", ["cnn", "cnn_pool_first_no_bn", "mlp", "mlp_no_bn"])
+def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(act, kind):
+    shapes = {"cnn": dict(batchnorm=True), "cnn_pool_first_no_bn": dict(batchnorm=False, pool_first=True),
+              "mlp": dict(batchnorm=True), "mlp_no_bn": dict(batchnorm=False)}[kind]
+
+    def make():
+        torch.manual_seed(0)
+        if kind.startswith("cnn"):
+            return CNN([1, 8, 8], 3, channels=[4, 6], hidden=5, activation=act, dropout=0.0, **shapes)
+        return MLP([1, 8, 8], 3, hidden=(7, 5), activation=act, **shapes)
+
+    net = make()
+    acts = [m for m in net.modules() if type(m).__name__ == act]
+    assert acts and all(m.inplace for m in acts)
+    reference = _out_of_place_copy(net, make)
+    assert not any(getattr(m, "inplace", False) for m in reference.modules() if type(m).__name__ == act)
+    x = torch.randn(16, 1, 8, 8)
+    outs = [model(x) for model in (net, reference)]
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    for out in outs:
+        (out * torch.arange(3.0)).sum().backward()
+    for a, b in zip(net.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
+def test_other_activations_stay_out_of_place():
+    assert not hasattr(MLP([4], 2, hidden=(3,), activation="Tanh").layers[2], "inplace")
+    gelu = [m for m in CNN([1, 8, 8], 2, channels=[4], activation="GELU").modules() if isinstance(m, nn.GELU)]
+    assert len(gelu) == 1 and not getattr(gelu[0], "inplace", False)
+    elu = [m for m in CNN([1, 8, 8], 2, channels=[4], activation="ELU").modules() if isinstance(m, nn.ELU)]
+    assert len(elu) == 1 and not elu[0].inplace
