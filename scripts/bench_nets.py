@@ -9,7 +9,11 @@ so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping Op
     python scripts/bench_nets.py --variants c16-32-64:h512:pf --precision bf16
     python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td --batch-size 128  # dropout
 
-A variant ending in ``:td`` uses PyTorch's ``nn.Dropout`` instead of trainlab's CPU dropout.
+Flags after the widths switch one of trainlab's CPU speed-ups off, to measure it: ``:td`` uses
+PyTorch's ``nn.Dropout`` instead of trainlab's CPU dropout, ``:op`` out-of-place activations
+instead of in-place ones, ``:uf`` SGD's per-tensor loop instead of its fused step.
+
+    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td,c32-64:h0:op,c32-64:h0:uf
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import argparse
 import statistics
 import time
 
-# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td]"
+# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td][:op][:uf]"
+FLAGS = {"pf", "td", "op", "uf"}
 DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
 
 
-def parse_variant(name: str) -> tuple[dict, bool]:
-    """``c16-32-64:h512:pf`` -> (channels [16, 32, 64], hidden 512, pool_first), and whether
-    the name ends in ``:td`` (torch's dropout)."""
+def parse_variant(name: str) -> tuple[dict, set[str]]:
+    """``c16-32-64:h512:pf:td`` -> ({channels [16, 32, 64], hidden 512, pool_first}, {"td"}):
+    the CNN's arguments and the speed-ups switched off."""
     parts = name.split(":")
     flags = set(parts[2:])
     try:
@@ -32,22 +37,25 @@ def parse_variant(name: str) -> tuple[dict, bool]:
                   "hidden": int(parts[1].removeprefix("h")), "pool_first": "pf" in flags}
     except (IndexError, ValueError):
         kwargs = None
-    if kwargs is None or not flags <= {"pf", "td"}:
+    if kwargs is None or not flags <= FLAGS:
         raise SystemExit(f"--variants: {name!r} is not like c16-32-64:h512, c16-32-64:h512:pf "
-                         "or c16-32-64:h512:pf:td")
-    return kwargs, "td" in flags
+                         f"or c16-32-64:h512:pf:td (flags: {sorted(FLAGS)})")
+    return kwargs, flags - {"pf"}
 
 
-def torch_dropout(net):
-    """``net`` with each of trainlab's ``Dropout`` layers replaced by ``nn.Dropout``."""
+def switch_off(net, flags: set[str]):
+    """``net`` with trainlab's ``Dropout`` layers replaced by ``nn.Dropout`` (``td``) and its
+    in-place activations made out-of-place (``op``)."""
     from torch import nn
 
     from trainlab.models.layers import Dropout
 
     for module in list(net.modules()):
         for child_name, child in module.named_children():
-            if isinstance(child, Dropout):
+            if "td" in flags and isinstance(child, Dropout):
                 setattr(module, child_name, nn.Dropout(child.p))
+            elif "op" in flags and getattr(child, "inplace", False) and not isinstance(child, nn.Dropout):
+                child.inplace = False
     return net
 
 
@@ -73,13 +81,11 @@ def main() -> None:
     y = torch.randint(0, 10, (args.batch_size,))
     rates: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):
-        for name, (kwargs, with_torch_dropout) in variants.items():
+        for name, (kwargs, off) in variants.items():
             torch.manual_seed(0)
-            net = CNN([1, 28, 28], 10, **kwargs).to(memory_format=torch.channels_last)
-            if with_torch_dropout:
-                net = torch_dropout(net)
+            net = switch_off(CNN([1, 28, 28], 10, **kwargs).to(memory_format=torch.channels_last), off)
             opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
-                                  weight_decay=5e-4)
+                                  weight_decay=5e-4, fused="uf" not in off)
             for step in range(5 + args.steps):  # 5 untimed steps first
                 if step == 5:
                     start = time.perf_counter()

@@ -134,13 +134,14 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_checkpoint_and_resume_finishes(tmp_path):
     run = tmp_path / "run"
-    proc = launch(*COMMON, f"hydra.run.dir={run}")
+    # 20 epochs: the signal must land in training, not after fit (no handler there: rc -15)
+    args = [a.replace("max_epochs=6", "max_epochs=20") for a in COMMON]
+    proc = launch(*args, f"hydra.run.dir={run}")
     wait_for(run / "checkpoints" / "last.ckpt", proc)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
     resumed = run_cli(f"resume={run}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads((run / "results.json").read_text())
-    assert final["status"] == "ok" and final["epoch"] == 6
+    assert final["status"] == "ok" and final["epoch"] == 20
