@@ -172,6 +172,26 @@ def test_batch_transfer_normalizes_exactly_as_to_model_input_and_the_formula(dty
     assert torch.allclose(dm.on_after_batch_transfer((x, y), 0)[0], x.to(dtype) / 255)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_augmented_batches_are_normalized_as_the_formula_after_the_ops(dtype):
+    from trainlab.augment import Compose, Flip
+
+    dm = ImageDataModule(small_splits, [2, 4, 4], 3, val_size=10, augment=Compose([Flip(p=1.0)]))
+    dm.setup()
+    dm.trainer = SimpleNamespace(training=True, lightning_module=SimpleNamespace(dtype=dtype))
+    x, y = dm.splits["train"]
+    out, _ = dm.on_after_batch_transfer((x, y), 0)
+    x01 = x.flip(-1).to(dtype) / 255
+    formula = (x01 - dm.shift.view(1, -1, 1, 1).to(dtype)) / dm.scale.view(1, -1, 1, 1).to(dtype)
+    ulp = torch.finfo(dtype).eps * formula.abs().amax()
+    assert out.dtype == dtype and torch.allclose(out, formula, rtol=0, atol=4 * ulp.item())
+    dm.load_state_dict({"shift": [0.5, 0.0], "scale": [0.25, 1.0]})  # new statistics are used
+    again, _ = dm.on_after_batch_transfer((x, y), 0)
+    expected = (x01 - torch.tensor([0.5, 0.0], dtype=dtype).view(1, -1, 1, 1)) / \
+        torch.tensor([0.25, 1.0], dtype=dtype).view(1, -1, 1, 1)
+    assert torch.allclose(again, expected, rtol=0, atol=1e-5)
+
+
 def test_minmax_and_none_normalization():
     splits = small_splits()
     dm = ImageDataModule(lambda: splits, [2, 4, 4], 3, val_size=10, normalize="minmax")

@@ -84,7 +84,7 @@ class ImageDataModule(InMemoryDataModule):
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
         self.shift = torch.zeros(self.input_shape[0])
         self.scale = torch.ones(self.input_shape[0])
-        # (device, dtype, shift, scale, weight, bias), see _affine
+        # (device, dtype, shift, scale, (per_level, per_unit, bias)), see _affine
         self._norm_cache: tuple = ()
 
     @override
@@ -132,25 +132,28 @@ class ImageDataModule(InMemoryDataModule):
         ``* (1 / (255 * scale)) + (-shift / scale)``, within 1 float32 ulp of
         ``(x / 255 - shift) / scale`` (2x faster than one ``addcmul`` from uint8, which
         converts element by element)."""
-        weight, bias = self._affine(x.device, dtype)
-        return x.to(dtype, copy=True).mul_(weight).add_(bias)
+        per_level, _, bias = self._affine(x.device, dtype)
+        return x.to(dtype, copy=True).mul_(per_level).add_(bias)
 
     def _normalize(self, x01: torch.Tensor) -> torch.Tensor:
-        shift = self.shift.to(x01.device).view(1, -1, 1, 1)
-        scale = self.scale.to(x01.device).view(1, -1, 1, 1)
-        return (x01 - shift) / scale
+        """Augmented [0, 1] images -> normalized: ``x01 * (1 / scale) + (-shift / scale)``
+        in one pass, into a new tensor (an op's output may be a view of another's)."""
+        _, per_unit, bias = self._affine(x01.device, x01.dtype)
+        return torch.addcmul(bias, x01, per_unit)
 
-    def _affine(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 / (255 * scale), -shift / scale) shaped (1, C, 1, 1), made once per device/dtype
-        and made again when ``shift``/``scale`` change (``setup``, ``load_state_dict``)."""
+    def _affine(self, device: torch.device, dtype: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(1 / (255 * scale), 1 / scale, -shift / scale) shaped (1, C, 1, 1), made once per
+        device/dtype (not moved to the device every batch) and made again when
+        ``shift``/``scale`` change (``setup``, ``load_state_dict``)."""
         cache = self._norm_cache
         if not (cache and cache[0] == device and cache[1] == dtype and cache[2] is self.shift
                 and cache[3] is self.scale):
             shift, scale = self.shift.double(), self.scale.double()
-            weight = (1.0 / (255.0 * scale)).view(1, -1, 1, 1).to(device, dtype)
-            bias = (-shift / scale).view(1, -1, 1, 1).to(device, dtype)
-            cache = self._norm_cache = (device, dtype, self.shift, self.scale, weight, bias)
-        return cache[4], cache[5]
+            affine = tuple(t.view(1, -1, 1, 1).to(device, dtype)
+                           for t in (1.0 / (255.0 * scale), 1.0 / scale, -shift / scale))
+            cache = self._norm_cache = (device, dtype, self.shift, self.scale, affine)
+        return cache[4]
 
     @override
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -165,7 +168,7 @@ class ImageDataModule(InMemoryDataModule):
             # the ops work on [0, 1] images (uint8 / 255.0 is float32 in one pass)
             x = x.to(torch.float64).div_(255.0) if dtype == torch.float64 else torch.div(x, 255.0)
             x, y = self.augment(x, y)
-            return self._normalize(x).to(x.dtype), y  # the ops' output may be a view: copy
+            return self._normalize(x), y
         return self.to_model_input(x, dtype), y
 
     @override

@@ -135,15 +135,14 @@ class Classifier(pl.LightningModule):
 
     @override
     def on_train_epoch_end(self) -> None:
-        loss_sum, reg_sum, seen = self._train_sums
-        sums = torch.tensor([loss_sum, self.train_correct.item(), seen, reg_sum],
+        sums = torch.tensor([*self._train_sums, self.train_correct.item()],
                             dtype=torch.float64, device=self.train_correct.device)
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        if sums[2] > 0:
-            self.log("train/loss", sums[0] / sums[2], sync_dist=False)
-            self.log("train/acc", sums[1] / sums[2], prog_bar=True, sync_dist=False)
+        loss_sum, reg_sum, seen, correct = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        if seen > 0:
+            self.log("train/loss", loss_sum / seen, sync_dist=False)
+            self.log("train/acc", correct / seen, prog_bar=True, sync_dist=False)
             if self.regularization.has_penalty:
-                self.log("train/reg_loss", sums[3] / sums[2], sync_dist=False)
+                self.log("train/reg_loss", reg_sum / seen, sync_dist=False)
         self.train_correct.zero_()
         self._train_sums = [0.0, 0.0, 0]
 
