@@ -14,7 +14,11 @@ process for several rounds so that concurrent load on a shared machine hits them
   Trainer with nothing added (no callbacks, logger, checkpoints, bar, metrics), fed the hand
   loop's batches: Lightning's own cost, the floor under ``trainlab`` (not run by default).
 - ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
-  float tensors normalized once up front (the fastest a user would write).
+  float tensors normalized once up front (the fastest a user would write): trainlab's loop
+  overhead is ``trainlab/hand``.
+- ``hand_torch``: the same hand loop with PyTorch's stock pieces where trainlab has faster ones
+  (``nn.Dropout``, out-of-place activations, the optimizer's per-tensor loop; see
+  ``scripts/bench_nets.py``): what the same architecture costs written from PyTorch's parts.
 - ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
   per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
   lightning-hydra-template does.
@@ -58,8 +62,9 @@ from pathlib import Path
 from trainlab.compose import compose_config  # Hydra only: torch is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("trainlab", "trainlab_nobar", "lightning", "hand", "torchvision0", "torchvision2")
-DEFAULT_VARIANTS = ("trainlab", "hand", "torchvision0", "torchvision2")
+VARIANTS = ("trainlab", "trainlab_nobar", "lightning", "hand", "hand_torch", "torchvision0",
+            "torchvision2")
+DEFAULT_VARIANTS = ("trainlab", "hand", "hand_torch", "torchvision0", "torchvision2")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -186,22 +191,29 @@ class Bench:
 
     # -- the hand-written loop --------------------------------------------------------------
 
-    def _net_and_optimizer(self):
-        """The same network (init, channels_last) and optimizer trainlab's config builds."""
+    def _net_and_optimizer(self, stock: bool = False):
+        """The same network (init, channels_last) and optimizer trainlab's config builds; with
+        ``stock``, PyTorch's dropout, out-of-place activations and unfused optimizer step."""
         import pytorch_lightning as pl
+        from bench_nets import switch_off  # scripts/ is on the path when run as a script
         from hydra.utils import instantiate
 
         cfg = compose_config(self.base, self.workdir / "hand")
         pl.seed_everything(cfg.seed, verbose=False)
         model = instantiate(cfg.model)
         channels_last = model.channels_last
-        return model.net.train(), model.configure_optimizers(), channels_last, cfg
+        if not stock:
+            return model.net.train(), model.configure_optimizers(), channels_last, cfg
+        net = switch_off(model.net, {"td", "op"}).train()
+        factory = model.optimizer_factory
+        unfused = {"fused": None} if getattr(factory, "keywords", {}).get("fused") else {}
+        return net, factory(model.regularization.param_groups(net), **unfused), channels_last, cfg
 
-    def _hand_loop(self, batches: Callable[[], object]) -> float:
+    def _hand_loop(self, batches: Callable[[], object], stock: bool = False) -> float:
         import torch
         import torch.nn.functional as F
 
-        net, opt, channels_last, cfg = self._net_and_optimizer()
+        net, opt, channels_last, cfg = self._net_and_optimizer(stock)
         smoothing = float(cfg.model.label_smoothing)
         precision = str(cfg.trainer.precision)
         if precision not in ("32-true", "32", "bf16-mixed"):
@@ -222,7 +234,7 @@ class Bench:
             opt.step()
         raise RuntimeError("ran out of batches; lower --steps")
 
-    def hand(self) -> float:
+    def hand(self, stock: bool = False) -> float:
         import torch
 
         x, y, b = self.train_x, self.train_y, self.args.batch_size
@@ -233,7 +245,7 @@ class Bench:
                 idx = order[i : i + b]
                 yield x[idx], y[idx]
 
-        return self._hand_loop(batches)
+        return self._hand_loop(batches, stock)
 
     # -- per-sample torchvision -------------------------------------------------------------
 
@@ -267,8 +279,8 @@ class Bench:
             seconds = self.trainlab(progress_bar=variant == "trainlab")
         elif variant == "lightning":
             seconds = self.lightning()
-        elif variant == "hand":
-            seconds = self.hand()
+        elif variant.startswith("hand"):
+            seconds = self.hand(stock=variant == "hand_torch")
         else:
             seconds = self.torchvision(int(variant.removeprefix("torchvision")))
         self.rounds_done += 1
