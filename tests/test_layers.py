@@ -57,6 +57,15 @@ def test_cpu_dropout_keeps_each_of_the_four_elements_per_draw_alike(p):
     assert ((out == 0) | torch.isclose(out, torch.tensor(1 / (1 - p)), rtol=1e-4)).all()
 
 
+def test_cpu_dropout_scales_bf16_inputs_with_one_rounding():
+    torch.manual_seed(3)
+    x = torch.randn(64, 500).bfloat16()
+    out = Dropout(0.25)(x)
+    kept = out != 0
+    expected = (x.float() * (4 / 3)).bfloat16()  # not x * bfloat16(4/3), 0.2% too large
+    assert torch.equal(out[kept], expected[kept])
+
+
 def test_cpu_dropout_with_p_that_rounds_to_0_or_1_is_torch_dropout():
     x = torch.randn(64, 64)
     for p in (1e-6, 0.99999):

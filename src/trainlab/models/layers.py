@@ -36,8 +36,10 @@ class Dropout(nn.Dropout):
         # random_() on int64 fills [0, 2**63): every int16 quarter has 15 uniform low bits
         words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
         draws = words.view(torch.int16)[:n].view(x.shape).bitwise_and_(levels - 1)
-        mask = draws.ge_(threshold).to(x.dtype).mul_(levels / (levels - threshold))
-        return x.mul_(mask) if self.inplace else x * mask
+        mask = draws.ge_(threshold).to(x.dtype)
+        # the scale as a Python number: bf16 products are rounded once, not scaled by bf16(4/3)
+        scale = levels / (levels - threshold)
+        return x.mul_(mask).mul_(scale) if self.inplace else (x * mask).mul_(scale)
 
 
 # activations whose backward reads only their output's sign or range: in place, the gradients
