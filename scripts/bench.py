@@ -36,6 +36,7 @@ measured next to each other; the report gives the median over rounds.
     python scripts/bench.py --rounds 7 --json out.json
     python scripts/bench.py --profile trainlab      # cProfile of one trainlab round
     python scripts/bench.py --startup               # `python train.py` -> first step, and --help
+    python scripts/bench.py --override trainer=gpu  # every variant on the GPU (not yet run on one)
 """
 
 from __future__ import annotations
@@ -74,8 +75,13 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # ----------------------------------------------------------------------------- variants
 
 
-def clock() -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds of all this process's threads, minor page faults so far)."""
+def clock(cuda: bool = False) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of all this process's threads, minor page faults so far),
+    after the GPU's queued work has finished when ``cuda``."""
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
@@ -95,15 +101,20 @@ class Bench:
         cfg = compose_config(self.base, workdir / "probe")
         from hydra.utils import instantiate
 
+        # trainer=gpu: every variant trains on the GPU, the hand loop's data resident there
+        self.cuda = str(cfg.trainer.accelerator) in ("gpu", "cuda")
+        self.device = torch.device("cuda" if self.cuda else "cpu")
+        self.data_root = Path(cfg.data.source.root) if cfg.data.source.get("root") else FASHION_MNIST
+
         datamodule = instantiate(cfg.data)
         datamodule.setup("fit")
         self.splits = datamodule.source()  # kept so every round skips the gunzip
         self.datamodule_splits = datamodule.splits
         x, y = datamodule.splits["train"]
-        self.train_x_uint8, self.train_y = x, y
+        self.train_x_uint8, self.train_y = x, y.to(self.device)
         self.shift, self.scale = datamodule.shift, datamodule.scale
         # the hand loop's data: normalized float32 once, indexed per batch
-        self.train_x = datamodule.to_model_input(x).contiguous()
+        self.train_x = datamodule.to_model_input(x.to(self.device)).contiguous()
         self.rounds_done = 0
         torch.set_num_threads(torch.get_num_threads())
 
@@ -139,12 +150,12 @@ class Bench:
         """A callback that clocks the start of the first timed batch and of the one after."""
         import pytorch_lightning as pl
 
-        first, last = self.args.warmup, self.total
+        first, last, cuda = self.args.warmup, self.total, self.cuda
 
         class Stopwatch(pl.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
                 if batch_idx in (first, last):
-                    stamps[batch_idx] = clock()
+                    stamps[batch_idx] = clock(cuda)
 
         return Stopwatch()
 
@@ -179,7 +190,7 @@ class Bench:
                 return opt
 
         stamps: dict[int, tuple] = {}
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
+        trainer = pl.Trainer(accelerator=self.device.type, devices=1, max_epochs=1, logger=False,
                              limit_train_batches=self.total + 1, num_sanity_val_steps=0,
                              precision=cfg.trainer.precision, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False,
@@ -201,6 +212,7 @@ class Bench:
         cfg = compose_config(self.base, self.workdir / "hand")
         pl.seed_everything(cfg.seed, verbose=False)
         model = instantiate(cfg.model)
+        model.net.to(self.device)
         channels_last = model.channels_last
         if not stock:
             return model.net.train(), model.configure_optimizers(), channels_last, cfg
@@ -218,13 +230,15 @@ class Bench:
         precision = str(cfg.trainer.precision)
         if precision not in ("32-true", "32", "bf16-mixed"):
             raise SystemExit(f"the hand loop knows 32-true and bf16-mixed, not {precision}")
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=precision == "bf16-mixed")
         start = None
         for step, (x, y) in enumerate(batches()):
             if step == self.args.warmup:
-                start = clock()
+                start = clock(self.cuda)
             if step == self.total:
-                return _minus(clock(), start)
+                return _minus(clock(self.cuda), start)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -240,7 +254,7 @@ class Bench:
         x, y, b = self.train_x, self.train_y, self.args.batch_size
 
         def batches():
-            order = torch.randperm(len(x))
+            order = torch.randperm(len(x), device=x.device)
             for i in range(0, len(order) - b + 1, b):
                 idx = order[i : i + b]
                 yield x[idx], y[idx]
@@ -250,14 +264,15 @@ class Bench:
     # -- per-sample torchvision -------------------------------------------------------------
 
     def _torchvision_dataset(self):
-        """``torchvision.datasets.FashionMNIST`` on the Debian files, per-sample transforms."""
+        """``torchvision.datasets.FashionMNIST`` on the Debian files (or ``data.source.root``),
+        per-sample transforms."""
         from torchvision import datasets, transforms
 
         root = self.workdir / "tv"
         raw = root / "FashionMNIST" / "raw"
         if not raw.is_dir():  # torchvision reads the unpacked IDX files (its md5s reject Debian's gz)
             raw.mkdir(parents=True)
-            for gz in FASHION_MNIST.glob("*.gz"):
+            for gz in self.data_root.glob("*.gz"):
                 with gzip.open(gz, "rb") as src, open(raw / gz.stem, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         mean, std = self.shift.tolist(), self.scale.tolist()  # the same normalization
@@ -269,7 +284,7 @@ class Bench:
 
         ds = self._torchvision_dataset()
         loader = DataLoader(ds, batch_size=self.args.batch_size, shuffle=True, drop_last=True,
-                            num_workers=workers, persistent_workers=False)
+                            num_workers=workers, persistent_workers=False, pin_memory=self.cuda)
         return self._hand_loop(lambda: iter(loader))
 
     def run(self, variant: str) -> tuple[float, float, float]:
