@@ -35,5 +35,6 @@ def test_fused_config_steps_like_the_per_tensor_loop(name, cfg_factory):
 
 
 def test_every_fused_config_is_listed_here():
-    with_fused = sorted(p.stem for p in (ROOT / "conf" / "optimizer").glob("*.yaml") if "fused:" in p.read_text())
+    configs = (ROOT / "conf" / "optimizer").glob("*.yaml")
+    with_fused = sorted(p.stem for p in configs if "fused:" in p.read_text())
     assert with_fused == sorted(FUSED)
