@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
             rounds = ", ".join(f"{x:,.0f}" for x in report[kind]["rounds"][v])
             print(f"  {v:>15}: {report[kind]['median'][v]:8,.0f}   (rounds: {rounds})")
         for k, v in report[kind]["ratios"].items():
-            print(f"  {k:>28}: {v:.3f}x (median of per-round ratios)")
+            low, high = report[kind]["ratio_quartiles"][k]
+            print(f"  {k:>28}: {v:.3f}x (median of per-round ratios; quartiles {low:.3f}-{high:.3f})")
     print("minor page faults per step (median): " + ", ".join(
         f"{v} {n:,.0f}" for v, n in report["page_faults_per_step"].items()))
     if args.json:
@@ -452,15 +453,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def summarize(rates: dict[str, list[float]]) -> dict:
     """Per-round rates, their medians, and the median per-round ratio of trainlab to each
-    variant (and of bare Lightning to the hand loop)."""
+    variant (and of bare Lightning to the hand loop) with the quartiles of those ratios:
+    how far one run's median can be trusted on a noisy machine."""
     pairs = [("trainlab", v) for v in rates if v != "trainlab"] + [("lightning", "hand")]
-    ratios = {}
+    ratios, quartiles = {}, {}
     for a, b in pairs:
         if a in rates and b in rates:
             per_round = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
             ratios[f"{a}/{b}"] = statistics.median(per_round)
+            q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
+            quartiles[f"{a}/{b}"] = [q[0], q[2]]
     return {"rounds": rates, "median": {v: statistics.median(x) for v, x in rates.items()},
-            "ratios": ratios}
+            "ratios": ratios, "ratio_quartiles": quartiles}
 
 
 if __name__ == "__main__":
