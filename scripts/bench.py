@@ -17,8 +17,8 @@ process for several rounds so that concurrent load on a shared machine hits them
   float tensors normalized once up front (the fastest a user would write): trainlab's loop
   overhead is ``trainlab/hand``.
 - ``hand_torch``: the same hand loop with PyTorch's stock pieces where trainlab has faster ones
-  (``nn.Dropout``, out-of-place activations, the optimizer's per-tensor loop; see
-  ``scripts/bench_nets.py``): what the same architecture costs written from PyTorch's parts.
+  (``nn.Dropout``, out-of-place activations before each max-pool, the optimizer's per-tensor
+  loop; see ``scripts/bench_nets.py``): the same function written from PyTorch's parts.
 - ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
   per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
   lightning-hydra-template does.
@@ -204,7 +204,8 @@ class Bench:
 
     def _net_and_optimizer(self, stock: bool = False):
         """The same network (init, channels_last) and optimizer trainlab's config builds; with
-        ``stock``, PyTorch's dropout, out-of-place activations and unfused optimizer step."""
+        ``stock``, PyTorch's dropout, out-of-place activations before the pools and the unfused
+        optimizer step."""
         import pytorch_lightning as pl
         from bench_nets import switch_off  # scripts/ is on the path when run as a script
         from hydra.utils import instantiate
@@ -216,7 +217,7 @@ class Bench:
         channels_last = model.channels_last
         if not stock:
             return model.net.train(), model.configure_optimizers(), channels_last, cfg
-        net = switch_off(model.net, {"td", "op"}).train()
+        net = switch_off(model.net, {"td", "op", "ap"}).train()
         factory = model.optimizer_factory
         unfused = {"fused": None} if getattr(factory, "keywords", {}).get("fused") else {}
         return net, factory(model.regularization.param_groups(net), **unfused), channels_last, cfg

@@ -11,9 +11,10 @@ so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping Op
 
 Flags after the widths switch one of trainlab's CPU speed-ups off, to measure it: ``:td`` uses
 PyTorch's ``nn.Dropout`` instead of trainlab's CPU dropout, ``:op`` out-of-place activations
-instead of in-place ones, ``:uf`` SGD's per-tensor loop instead of its fused step.
+instead of in-place ones, ``:ap`` each activation before its max-pool instead of after it,
+``:uf`` SGD's per-tensor loop instead of its fused step.
 
-    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td,c32-64:h0:op,c32-64:h0:uf
+    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td,c32-64:h0:op,c32-64:h0:ap,c32-64:h0:uf
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import argparse
 import statistics
 import time
 
-# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td][:op][:uf]"
-FLAGS = {"pf", "td", "op", "uf"}
+# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td][:op][:ap][:uf]"
+FLAGS = {"pf", "td", "op", "ap", "uf"}
 DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
 
 
@@ -44,11 +45,19 @@ def parse_variant(name: str) -> tuple[dict, set[str]]:
 
 
 def switch_off(net, flags: set[str]):
-    """``net`` with trainlab's ``Dropout`` layers replaced by ``nn.Dropout`` (``td``) and its
-    in-place activations made out-of-place (``op``)."""
+    """``net`` with trainlab's ``Dropout`` layers replaced by ``nn.Dropout`` (``td``), its
+    in-place activations made out-of-place (``op``) and each activation that follows a
+    max-pool moved before it (``ap``)."""
     from torch import nn
 
     from trainlab.models.layers import Dropout
+
+    if "ap" in flags and hasattr(net, "features"):
+        layers = list(net.features)
+        for i, layer in enumerate(layers[:-1]):
+            if isinstance(layer, nn.MaxPool2d) and not isinstance(layers[i - 1], nn.Conv2d):
+                layers[i], layers[i + 1] = layers[i + 1], layer  # conv(-BN)-pool-act -> act-pool
+        net.features = nn.Sequential(*layers)
 
     for module in list(net.modules()):
         for child_name, child in module.named_children():

@@ -103,9 +103,35 @@ def test_batchnorm_on_off_and_options():
     assert [m for m in MLP([4], 2, batchnorm=True).modules() if isinstance(m, nn.BatchNorm1d)]
 
 
+@pytest.mark.parametrize("act", ["ReLU", "LeakyReLU", "Hardtanh", "ReLU6"])
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_pooling_before_a_monotone_activation_is_the_act_then_pool_network(act, batchnorm):
+    """conv-BN-pool-act (what the CNN builds) against conv-BN-act-pool: the same outputs and
+    gradients, bit for bit, in training mode."""
+    torch.manual_seed(0)
+    net = CNN([1, 16, 16], 3, channels=[4, 6], activation=act, batchnorm=batchnorm, dropout=0.0)
+    reference = CNN([1, 16, 16], 3, channels=[4, 6], activation=act, batchnorm=batchnorm, dropout=0.0)
+    reference.load_state_dict(net.state_dict())
+    layers = list(reference.features)
+    for i, layer in enumerate(layers[:-1]):
+        if isinstance(layer, nn.MaxPool2d):  # put each activation back before its pool
+            layers[i], layers[i + 1] = layers[i + 1], layer
+    reference.features = nn.Sequential(*layers)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds.index("MaxPool2d") < kinds.index(act)
+    x = torch.randn(8, 1, 16, 16) * 3  # Hardtanh and ReLU6 saturate somewhere
+    outs = [model(x) for model in (net, reference)]
+    assert torch.equal(outs[0], outs[1])
+    for out in outs:
+        (out * torch.arange(3.0)).sum().backward()
+    for a, b in zip(net.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
 def test_pool_first_moves_the_pool_before_bn_and_without_bn_is_the_same_function():
     names = lambda net: [type(m).__name__ for m in net.features][:4]  # noqa: E731
-    assert names(CNN([1, 28, 28], 10)) == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert names(CNN([1, 28, 28], 10)) == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    assert names(CNN([1, 28, 28], 10, activation="GELU")) == ["Conv2d", "BatchNorm2d", "GELU", "MaxPool2d"]
     assert names(CNN([1, 28, 28], 10, pool_first=True)) == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
     torch.manual_seed(0)
     after = CNN([1, 28, 28], 10, batchnorm=False, dropout=0.0, channels=(8, 16, 32))

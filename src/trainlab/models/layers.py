@@ -45,6 +45,9 @@ class Dropout(nn.Dropout):
 # activations whose backward reads only their output's sign or range: in place, the gradients
 # are bit for bit the same (ELU's family rebuilds exp(x) from the output: not bit for bit)
 INPLACE_ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "Hardtanh")
+# non-decreasing and piecewise linear, so max-pooling commutes with them exactly:
+# act(max(window)) == max(act(window)), and the CNN pools first (a quarter of the pixels)
+POOL_COMMUTING_ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "Hardtanh")
 
 
 def activation(name: str) -> nn.Module:
