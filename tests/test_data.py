@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -87,10 +88,12 @@ def test_fashion_mnist_truncated_root_file_is_an_error_naming_it(tmp_path):
         fashion_mnist(root=str(tmp_path))
 
 
-def test_missing_data_without_download_says_how_to_get_it(tmp_path, monkeypatch):
+def test_missing_data_without_download_says_how_to_get_it(tmp_path, monkeypatch, cfg_factory):
     monkeypatch.setattr("trainlab.data.sources.DEBIAN_FASHION_MNIST", tmp_path / "none")
-    with pytest.raises(DataUnavailableError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(DataUnavailableError, match="apt-get install dataset-fashion-mnist") as err:
         fashion_mnist(root=str(tmp_path), download=False)
+    override = re.search(r"pass (\S+)=DIR", str(err.value)).group(1)
+    assert cfg_factory(f"{override}={tmp_path}").data.source.root == str(tmp_path)  # a real key
 
 
 def test_digits_is_real_and_stratified():

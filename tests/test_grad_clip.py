@@ -59,10 +59,10 @@ def test_logged_norms_match(tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mode": "norm", "max_norm": 0.0}, "grad_clip.max_norm must be > 0, got 0.0"),
-    ({"mode": "norm", "max_norm": -1}, "grad_clip.max_norm must be > 0, got -1"),
-    ({"mode": "value", "clip_value": None}, "grad_clip.clip_value must be > 0, got None"),
-    ({"mode": "both", "max_norm": 1.0}, "grad_clip.mode must be one of"),
+    ({"mode": "norm", "max_norm": 0.0}, "callbacks.grad_clip.max_norm must be > 0, got 0.0"),
+    ({"mode": "norm", "max_norm": -1}, "callbacks.grad_clip.max_norm must be > 0, got -1"),
+    ({"mode": "value", "clip_value": None}, "callbacks.grad_clip.clip_value must be > 0, got None"),
+    ({"mode": "both", "max_norm": 1.0}, "callbacks.grad_clip.mode must be one of"),
 ])
 def test_bad_arguments_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -142,11 +142,11 @@ def test_pool_first_moves_the_pool_before_bn_and_without_bn_is_the_same_function
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\), got 1.0"),
-    ({"dropout": -0.1}, r"model.dropout must be in \[0, 1\), got -0.1"),
-    ({"dropout_where": "middle"}, "model.dropout_where must be one of"),
-    ({"activation": "Swoosh"}, "model.activation must name a torch.nn activation"),
-    ({"bn_eps": 0.0}, "model.bn_eps must be > 0"),
+    ({"dropout": 1.0}, r"model.net.dropout must be in \[0, 1\), got 1.0"),
+    ({"dropout": -0.1}, r"model.net.dropout must be in \[0, 1\), got -0.1"),
+    ({"dropout_where": "middle"}, "model.net.dropout_where must be one of"),
+    ({"activation": "Swoosh"}, "model.net.activation must name a torch.nn activation"),
+    ({"bn_eps": 0.0}, "model.net.bn_eps must be > 0"),
 ])
 def test_bad_model_values_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):

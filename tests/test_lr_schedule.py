@@ -86,11 +86,11 @@ def test_resume_continues_schedule_where_it_stopped(tmp_path):
 
 
 def test_bad_arguments_name_the_key():
-    with pytest.raises(ValueError, match="scheduler.interval must be one of"):
+    with pytest.raises(ValueError, match="callbacks.lr_schedule.interval must be one of"):
         LRSchedule(partial(sched.StepLR, step_size=1), interval="batch")
-    with pytest.raises(ValueError, match="scheduler.monitor must name a metric"):
+    with pytest.raises(ValueError, match="callbacks.lr_schedule.monitor must name a metric"):
         LRSchedule(partial(sched.ReduceLROnPlateau))
-    with pytest.raises(ValueError, match="scheduler.warmup must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="callbacks.lr_schedule.warmup must be an integer >= 0, got -1"):
         LRSchedule(partial(sched.StepLR, step_size=1), warmup=-1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -45,7 +46,7 @@ def test_multirun_over_optimizers_writes_one_result_each(tmp_path):
 def test_bad_value_exits_nonzero_before_training_with_key_and_allowed(tmp_path):
     proc = run_cli("data=digits", "model.net.dropout=1.5", f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode != 0
-    assert "model.dropout must be in [0, 1), got 1.5" in proc.stderr + proc.stdout
+    assert "model.net.dropout must be in [0, 1), got 1.5" in proc.stderr + proc.stdout
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
@@ -85,16 +86,23 @@ def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
     ("trainer.max_epochs=-3", "trainer.max_epochs=-3 is not allowed"),
     ("trainer.precision=8-true", "trainer.precision='8-true' is not allowed: one of"),
     ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+    # the key each message names is the override the user typed, not a shorthand
+    ("model.net.dropout=1.5", "model.net.dropout must be in [0, 1), got 1.5"),
+    ("model.net.activation=Swoosh", "model.net.activation must name a torch.nn activation"),
+    ("model.net.kernel_size=2", "model.net.kernel_size must be a positive odd integer, got 2"),
+    ("model=mlp model.net.hidden=[0]", "model.net.hidden widths must be >= 1, got [0]"),
+    ("grad_clip=norm callbacks.grad_clip.max_norm=0", "callbacks.grad_clip.max_norm must be > 0"),
+    ("scheduler=step callbacks.lr_schedule.warmup=-1", "callbacks.lr_schedule.warmup must be"),
     ("grad_clip=norm", None),
 ])
 def test_bad_values_fail_in_build_with_key(override, message, cfg_factory):
     from trainlab.pipeline import build
 
     if message is None:  # control: a good override builds
-        build(cfg_factory("data=digits", override))
+        build(cfg_factory("data=digits", *override.split()))
         return
-    with pytest.raises(Exception, match=message.replace("[", r"\[").replace("(", r"\(")):
-        build(cfg_factory("data=digits", override))
+    with pytest.raises(Exception, match=re.escape(message)):
+        build(cfg_factory("data=digits", *override.split()))
 
 
 def test_epoch_train_metrics_equal_the_loss_accuracy_and_penalty_over_the_split(tmp_path):

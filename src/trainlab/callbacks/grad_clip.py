@@ -32,13 +32,13 @@ class GradClip(pl.Callback):
     def __init__(self, mode: str = "norm", max_norm: float | None = None, norm_type: float = 2.0,
                  clip_value: float | None = None) -> None:
         if mode not in MODES:
-            raise ValueError(f"grad_clip.mode must be one of {MODES}, got {mode!r}")
+            raise ValueError(f"callbacks.grad_clip.mode must be one of {MODES}, got {mode!r}")
         if mode == "norm" and not (isinstance(max_norm, (int, float)) and max_norm > 0):
-            raise ValueError(f"grad_clip.max_norm must be > 0, got {max_norm!r}")
+            raise ValueError(f"callbacks.grad_clip.max_norm must be > 0, got {max_norm!r}")
         if mode == "value" and not (isinstance(clip_value, (int, float)) and clip_value > 0):
-            raise ValueError(f"grad_clip.clip_value must be > 0, got {clip_value!r}")
+            raise ValueError(f"callbacks.grad_clip.clip_value must be > 0, got {clip_value!r}")
         if not (float(norm_type) >= 1):
-            raise ValueError(f"grad_clip.norm_type must be >= 1 or inf, got {norm_type!r}")
+            raise ValueError(f"callbacks.grad_clip.norm_type must be >= 1 or inf, got {norm_type!r}")
         self.mode, self.max_norm, self.clip_value = mode, max_norm, clip_value
         self.norm_type = float(norm_type)
         self.last_pre: torch.Tensor | None = None

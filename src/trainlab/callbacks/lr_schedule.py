@@ -35,19 +35,22 @@ class LRSchedule(pl.Callback):
     def __init__(self, scheduler: LRSchedulerCallable, interval: str = "epoch", warmup: int = 0,
                  warmup_start_factor: float = 0.1, monitor: str | None = None) -> None:
         if interval not in INTERVALS:
-            raise ValueError(f"scheduler.interval must be one of {INTERVALS}, got {interval!r}")
+            raise ValueError(f"callbacks.lr_schedule.interval must be one of {INTERVALS}, got {interval!r}")
         if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"scheduler.warmup must be an integer >= 0, got {warmup!r}")
+            raise ValueError(f"callbacks.lr_schedule.warmup must be an integer >= 0, got {warmup!r}")
         if not 0 < warmup_start_factor <= 1:
-            raise ValueError(f"scheduler.warmup_start_factor must be in (0, 1], got {warmup_start_factor}")
+            raise ValueError("callbacks.lr_schedule.warmup_start_factor must be in (0, 1], "
+                             f"got {warmup_start_factor}")
         self.factory, self.interval = scheduler, interval
         self.warmup, self.warmup_start_factor = warmup, warmup_start_factor
         self.monitor = monitor
         self.plateau = _target_is(scheduler, ReduceLROnPlateau)
         if self.plateau and not monitor:
-            raise ValueError("scheduler.monitor must name a metric (e.g. val/loss) for ReduceLROnPlateau")
+            raise ValueError("callbacks.lr_schedule.monitor must name a metric (e.g. val/loss) "
+                             "for ReduceLROnPlateau")
         if self.plateau and warmup:
-            raise ValueError("scheduler.warmup is not supported with ReduceLROnPlateau; set warmup=0")
+            raise ValueError("callbacks.lr_schedule.warmup is not supported with ReduceLROnPlateau; "
+                             "set warmup=0")
         self.scheduler: LRScheduler | ReduceLROnPlateau | None = None
         self._pending_state: dict | None = None
 
@@ -99,7 +102,7 @@ class LRSchedule(pl.Callback):
         if self.plateau:
             value = trainer.callback_metrics.get(self.monitor)
             if value is None:
-                raise KeyError(f"scheduler.monitor={self.monitor!r} was not logged; logged: "
+                raise KeyError(f"callbacks.lr_schedule.monitor={self.monitor!r} was not logged; logged: "
                                f"{sorted(trainer.callback_metrics)}")
             self.scheduler.step(float(value))
         else:

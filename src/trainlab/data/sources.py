@@ -86,7 +86,7 @@ def _torchvision(name: str, root: Path) -> ImageSplits:
     except Exception as err:  # urllib and torchvision raise a zoo of error types offline
         raise DataUnavailableError(
             f"{name}: no local copy found and the download into {root} failed ({err}). "
-            + _HOW_TO_GET.get(name, "Download it on a machine with internet and pass data.root=DIR.")
+            + _HOW_TO_GET.get(name, "Download it on a machine with internet and pass data.source.root=DIR.")
         ) from err
 
     def images(ds) -> torch.Tensor:
@@ -101,8 +101,8 @@ _HOW_TO_GET = {
     "FashionMNIST": (
         "Get it one of three ways: (1) on Debian/Ubuntu `sudo apt-get install "
         "dataset-fashion-mnist` (files land in /usr/share/datasets/fashion-mnist); (2) run once "
-        "with internet so torchvision downloads it into data.root; (3) copy the four "
-        "*-ubyte.gz files into a directory and pass data.root=DIR."
+        "with internet so torchvision downloads it into data.source.root; (3) copy the four "
+        "*-ubyte.gz files into a directory and pass data.source.root=DIR."
     ),
 }
 

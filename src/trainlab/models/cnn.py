@@ -47,13 +47,13 @@ class CNN(nn.Module):
                  dropout2d: float = 0.0, pool_first: bool = False) -> None:
         super().__init__()
         check_dropout(dropout, dropout_where)
-        check_dropout(dropout2d, "head", key="model.dropout2d")
+        check_dropout(dropout2d, "head", key="model.net.dropout2d")
         check_batchnorm(bn_momentum, bn_eps)
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"model.kernel_size must be a positive odd integer, got {kernel_size}")
+            raise ValueError(f"model.net.kernel_size must be a positive odd integer, got {kernel_size}")
         in_ch, height, width = input_shape
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
-            raise ValueError(f"model.channels: {len(channels)} blocks halve {height}x{width} "
+            raise ValueError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
                              f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
         blocks: list[nn.Module] = []
         for out_ch in channels:

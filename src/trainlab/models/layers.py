@@ -61,22 +61,22 @@ def activation(name: str) -> nn.Module:
     """
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"model.activation must name a torch.nn activation class such as "
+        raise ValueError(f"model.net.activation must name a torch.nn activation class such as "
                          f"ReLU, Sigmoid, Tanh, GELU, LeakyReLU; got {name!r}")
     return cls(inplace=True) if name in INPLACE_ACTIVATIONS else cls()
 
 
-def check_dropout(dropout: float, dropout_where: str, key: str = "model.dropout") -> None:
+def check_dropout(dropout: float, dropout_where: str, key: str = "model.net.dropout") -> None:
     """Raise a ValueError naming the key unless ``0 <= dropout < 1`` and the place is known."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{key} must be in [0, 1), got {dropout}")
     if dropout_where not in DROPOUT_WHERE:
-        raise ValueError(f"model.dropout_where must be one of {DROPOUT_WHERE}, got {dropout_where!r}")
+        raise ValueError(f"model.net.dropout_where must be one of {DROPOUT_WHERE}, got {dropout_where!r}")
 
 
 def check_batchnorm(momentum: float, eps: float) -> None:
     """Raise a ValueError naming the key unless BN momentum is in [0, 1] and eps > 0."""
     if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"model.bn_momentum must be in [0, 1], got {momentum}")
+        raise ValueError(f"model.net.bn_momentum must be in [0, 1], got {momentum}")
     if not eps > 0:
-        raise ValueError(f"model.bn_eps must be > 0, got {eps}")
+        raise ValueError(f"model.net.bn_eps must be > 0, got {eps}")

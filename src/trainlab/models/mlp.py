@@ -35,7 +35,7 @@ class MLP(nn.Module):
         check_dropout(dropout, dropout_where)
         check_batchnorm(bn_momentum, bn_eps)
         if any(int(h) < 1 for h in hidden):
-            raise ValueError(f"model.hidden widths must be >= 1, got {list(hidden)}")
+            raise ValueError(f"model.net.hidden widths must be >= 1, got {list(hidden)}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for i, out in enumerate(hidden):
