@@ -15,7 +15,7 @@ class Dropout(nn.Dropout):
 
     PyTorch's CPU dropout draws its mask with ``bernoulli_``: 2.6 ms for the default CNN's
     128 x 3136 head activations on the benchmark machine, and a float32 uniform per element
-    still 0.9 ms, both bound by the Mersenne Twister's one 32-bit draw per element. Here one
+    still 0.9 ms: both draw one random number per element from the CPU generator. Here one
     63-bit integer draw serves four elements, 15 random bits each, compared with
     ``round(p * 2**15)``: 0.34 ms (BENCHMARKS.md). So ``p`` acts rounded to a multiple of
     1/32768 (exact for 0.5, 0.25, 0.125...; 0.1 acts as 0.100006), and the scale is the
