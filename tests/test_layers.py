@@ -117,6 +117,7 @@ def test_pooling_before_a_monotone_activation_is_the_act_then_pool_network(act, 
         if isinstance(layer, nn.MaxPool2d):  # put each activation back before its pool
             layers[i], layers[i + 1] = layers[i + 1], layer
     reference.features = nn.Sequential(*layers)
+    assert reference.state_dict().keys() == net.state_dict().keys()  # old checkpoints load
     kinds = [type(m).__name__ for m in net.features]
     assert kinds.index("MaxPool2d") < kinds.index(act)
     x = torch.randn(8, 1, 16, 16) * 3  # Hardtanh and ReLU6 saturate somewhere
