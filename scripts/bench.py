@@ -108,10 +108,9 @@ class Bench:
 
         datamodule = instantiate(cfg.data)
         datamodule.setup("fit")
-        self.splits = datamodule.source()  # kept so every round skips the gunzip
-        self.datamodule_splits = datamodule.splits
+        self.datamodule_splits = datamodule.splits  # kept so every round skips the gunzip
         x, y = datamodule.splits["train"]
-        self.train_x_uint8, self.train_y = x, y.to(self.device)
+        self.train_y = y.to(self.device)
         self.shift, self.scale = datamodule.shift, datamodule.scale
         # the hand loop's data: normalized float32 once, indexed per batch
         self.train_x = datamodule.to_model_input(x.to(self.device)).contiguous()

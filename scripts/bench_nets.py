@@ -50,13 +50,14 @@ def switch_off(net, flags: set[str]):
     max-pool moved before it (``ap``)."""
     from torch import nn
 
-    from trainlab.models.layers import Dropout
+    from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, Dropout
 
     if "ap" in flags and hasattr(net, "features"):
         layers = list(net.features)
         for i, layer in enumerate(layers[:-1]):
-            if isinstance(layer, nn.MaxPool2d) and not isinstance(layers[i - 1], nn.Conv2d):
-                layers[i], layers[i + 1] = layers[i + 1], layer  # conv(-BN)-pool-act -> act-pool
+            after = layers[i + 1]
+            if isinstance(layer, nn.MaxPool2d) and type(after).__name__ in POOL_COMMUTING_ACTIVATIONS:
+                layers[i], layers[i + 1] = after, layer  # pool-act -> act-pool
         net.features = nn.Sequential(*layers)
 
     for module in list(net.modules()):
