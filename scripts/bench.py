@@ -169,7 +169,6 @@ class Bench:
         import torch.nn.functional as F
 
         from trainlab.data.batches import TensorBatchLoader
-        from trainlab.profiler import NoProfiler
 
         net, opt, channels_last, cfg = self._net_and_optimizer()
         smoothing = float(cfg.model.label_smoothing)
@@ -193,7 +192,7 @@ class Bench:
                              limit_train_batches=self.total + 1, num_sanity_val_steps=0,
                              precision=cfg.trainer.precision, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False,
-                             profiler=NoProfiler(), callbacks=[self._stopwatch(stamps)])
+                             callbacks=[self._stopwatch(stamps)])
         loader = TensorBatchLoader(self.train_x, self.train_y, self.args.batch_size,
                                    shuffle=True, drop_last=True, seed=cfg.seed)
         trainer.fit(Bare(), train_dataloaders=loader)
@@ -216,7 +215,7 @@ class Bench:
         channels_last = model.channels_last
         if not stock:
             return model.net.train(), model.configure_optimizers(), channels_last, cfg
-        net = switch_off(model.net, {"td", "op", "ap"}).train()
+        net = switch_off(model.net, {"op", "ap"}).train()
         factory = model.optimizer_factory
         unfused = {"fused": None} if getattr(factory, "keywords", {}).get("fused") else {}
         return net, factory(model.regularization.param_groups(net), **unfused), channels_last, cfg
@@ -379,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from trainlab.runtime import keep_freed_memory, openmp_wait_policy
 
-    policy = openmp_wait_policy()  # as `python train.py` does, before torch loads
+    policy = openmp_wait_policy()  # as `python train.py` does by default, before torch loads
     print(f"process: {policy}")
     if not args.default_malloc:
         keep_freed_memory()
@@ -388,8 +387,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return
+    import pytorch_lightning  # noqa: F401  (sets the NVML variable that train.py then drops)
     import torch
 
+    from trainlab.runtime import nvml_check
+
+    print(f"NVML check: {nvml_check()}")
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:

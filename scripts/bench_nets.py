@@ -7,14 +7,15 @@ so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping Op
 
     python scripts/bench_nets.py                              # the default variants
     python scripts/bench_nets.py --variants c16-32-64:h512:pf --precision bf16
-    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td --batch-size 128  # dropout
+    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:fd --batch-size 128  # dropout
 
-Flags after the widths switch one of trainlab's CPU speed-ups off, to measure it: ``:td`` uses
-PyTorch's ``nn.Dropout`` instead of trainlab's CPU dropout, ``:op`` out-of-place activations
+``:fd`` switches the opt-in ``FastDropout`` on (``model.net.fast_dropout=true``; without it the
+nets use ``nn.Dropout``). The other flags after the widths switch one of trainlab's CPU speed-ups
+off, to measure it: ``:op`` out-of-place activations
 instead of in-place ones, ``:ap`` each activation before its max-pool instead of after it,
 ``:uf`` SGD's per-tensor loop instead of its fused step.
 
-    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:td,c32-64:h0:op,c32-64:h0:ap,c32-64:h0:uf
+    python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:fd,c32-64:h0:op,c32-64:h0:ap,c32-64:h0:uf
 """
 
 from __future__ import annotations
@@ -23,34 +24,34 @@ import argparse
 import statistics
 import time
 
-# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:td][:op][:ap][:uf]"
-FLAGS = {"pf", "td", "op", "ap", "uf"}
+# name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:fd][:op][:ap][:uf]"
+FLAGS = {"pf", "fd", "op", "ap", "uf"}
 DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
 
 
 def parse_variant(name: str) -> tuple[dict, set[str]]:
-    """``c16-32-64:h512:pf:td`` -> ({channels [16, 32, 64], hidden 512, pool_first}, {"td"}):
+    """``c16-32-64:h512:pf:op`` -> ({channels [16, 32, 64], hidden 512, pool_first}, {"op"}):
     the CNN's arguments and the speed-ups switched off."""
     parts = name.split(":")
     flags = set(parts[2:])
     try:
         kwargs = {"channels": [int(c) for c in parts[0].removeprefix("c").split("-")],
-                  "hidden": int(parts[1].removeprefix("h")), "pool_first": "pf" in flags}
+                  "hidden": int(parts[1].removeprefix("h")), "pool_first": "pf" in flags,
+                  "fast_dropout": "fd" in flags}
     except (IndexError, ValueError):
         kwargs = None
     if kwargs is None or not flags <= FLAGS:
         raise SystemExit(f"--variants: {name!r} is not like c16-32-64:h512, c16-32-64:h512:pf "
-                         f"or c16-32-64:h512:pf:td (flags: {sorted(FLAGS)})")
-    return kwargs, flags - {"pf"}
+                         f"or c16-32-64:h512:pf:fd (flags: {sorted(FLAGS)})")
+    return kwargs, flags - {"pf", "fd"}
 
 
 def switch_off(net, flags: set[str]):
-    """``net`` with trainlab's ``Dropout`` layers replaced by ``nn.Dropout`` (``td``), its
-    in-place activations made out-of-place (``op``) and each activation that follows a
-    max-pool moved before it (``ap``)."""
+    """``net`` with its in-place activations made out-of-place (``op``) and each activation
+    that follows a max-pool moved before it (``ap``)."""
     from torch import nn
 
-    from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, Dropout
+    from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS
 
     if "ap" in flags and hasattr(net, "features"):
         layers = list(net.features)
@@ -60,12 +61,9 @@ def switch_off(net, flags: set[str]):
                 layers[i], layers[i + 1] = after, layer  # pool-act -> act-pool
         net.features = nn.Sequential(*layers)
 
-    for module in list(net.modules()):
-        for child_name, child in module.named_children():
-            if "td" in flags and isinstance(child, Dropout):
-                setattr(module, child_name, nn.Dropout(child.p))
-            elif "op" in flags and getattr(child, "inplace", False) and not isinstance(child, nn.Dropout):
-                child.inplace = False
+    for child in net.modules():
+        if "op" in flags and getattr(child, "inplace", False) and not isinstance(child, nn.Dropout):
+            child.inplace = False
     return net
 
 

@@ -7,27 +7,37 @@ import torch
 from torch import nn
 
 from trainlab.models import CNN, MLP
-from trainlab.models.layers import Dropout
+from trainlab.models.layers import FastDropout
 
 
-def test_dropout_zeroes_p_and_scales_rest_in_train_identity_in_eval():
+@pytest.mark.parametrize(("cls", "kwargs"), [
+    (CNN, {"input_shape": [1, 8, 8], "num_classes": 3, "channels": [4]}),
+    (MLP, {"input_shape": [8], "num_classes": 3, "hidden": (16, 16)}),
+])
+def test_the_networks_dropout_is_torchs_own_unless_fast_dropout_is_asked_for(cls, kwargs):
+    net = cls(**kwargs, dropout=0.3, dropout_where="all")
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert drops and all(type(m) is nn.Dropout and m.p == 0.3 for m in drops)
+    fast = cls(**kwargs, dropout=0.3, dropout_where="all", fast_dropout=True)
+    assert [type(m) for m in fast.modules() if isinstance(m, nn.Dropout)] == [FastDropout] * len(drops)
+
+
+def test_fast_dropout_zeroes_p_rounded_to_1_in_32768_and_scales_rest_identity_in_eval():
     torch.manual_seed(0)
-    mlp = MLP([1000], 2, hidden=(1000,), dropout=0.3, activation="Identity")
-    drop = [m for m in mlp.modules() if isinstance(m, nn.Dropout)]
-    assert len(drop) == 1 and drop[0].p == 0.3
+    drop = FastDropout(0.3)
     x = torch.ones(64, 1000)
-    out = drop[0].train()(x)
+    out = drop.train()(x)
     assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
-    kept_p = 1 - round(0.3 * 2**15) / 2**15  # p acts rounded to 1/32768 (layers.Dropout)
+    kept_p = 1 - round(0.3 * 2**15) / 2**15  # p acts rounded to 1/32768
     assert kept_p == pytest.approx(0.7, abs=2e-5)
     assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / kept_p))
-    assert torch.equal(drop[0].eval()(x), x)
+    assert torch.equal(drop.eval()(x), x)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_cpu_dropout_keeps_1_minus_p_scales_by_its_inverse_and_passes_that_gradient(dtype):
+def test_fast_dropout_keeps_1_minus_p_scales_by_its_inverse_and_passes_that_gradient(dtype):
     torch.manual_seed(0)
-    drop = Dropout(0.25)
+    drop = FastDropout(0.25)
     x = torch.ones(256, 1000, dtype=dtype, requires_grad=True)
     out = drop(x)
     kept = out != 0
@@ -39,38 +49,38 @@ def test_cpu_dropout_keeps_1_minus_p_scales_by_its_inverse_and_passes_that_gradi
     assert not torch.equal(drop(x), out)  # a new mask every call
     x2 = torch.ones(8, 100)
     assert torch.equal(drop.eval()(x2), x2)
-    inplace = Dropout(0.5, inplace=True).train()
+    inplace = FastDropout(0.5, inplace=True).train()
     assert inplace(x2) is x2 and (x2 == 0).any()
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_cpu_dropout_keeps_each_of_the_four_elements_per_draw_alike(p):
+def test_fast_dropout_keeps_each_of_the_four_elements_per_draw_alike(p):
     """Four elements share one 63-bit draw (15 bits each): each of the four positions, and the
     odd shapes whose size is no multiple of four, keep 1 - p."""
     torch.manual_seed(1)
     x = torch.ones(4003, 101)
-    kept = (Dropout(p)(x) != 0).float().flatten()
+    kept = (FastDropout(p)(x) != 0).float().flatten()
     sigma = (p * (1 - p) / (kept.numel() / 4)) ** 0.5
     for position in range(4):
         assert kept[position::4].mean().item() == pytest.approx(1 - p, abs=5 * sigma)
-    out = Dropout(p)(torch.ones(5, 3))
+    out = FastDropout(p)(torch.ones(5, 3))
     assert ((out == 0) | torch.isclose(out, torch.tensor(1 / (1 - p)), rtol=1e-4)).all()
 
 
-def test_cpu_dropout_scales_bf16_inputs_with_one_rounding():
+def test_fast_dropout_scales_bf16_inputs_with_one_rounding():
     torch.manual_seed(3)
     x = torch.randn(64, 500).bfloat16()
-    out = Dropout(0.25)(x)
+    out = FastDropout(0.25)(x)
     kept = out != 0
     expected = (x.float() * (4 / 3)).bfloat16()  # not x * bfloat16(4/3), 0.2% too large
     assert torch.equal(out[kept], expected[kept])
 
 
-def test_cpu_dropout_with_p_that_rounds_to_0_or_1_is_torch_dropout():
+def test_fast_dropout_with_p_that_rounds_to_0_or_1_is_torch_dropout():
     x = torch.randn(64, 64)
     for p in (1e-6, 0.99999):
         torch.manual_seed(2)
-        ours = Dropout(p)(x)
+        ours = FastDropout(p)(x)
         torch.manual_seed(2)
         assert torch.equal(ours, nn.Dropout(p)(x))  # the same draws: it is nn.Dropout
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from tiny import LRRecorder, tiny_datamodule, tiny_model, tiny_trainer
 from torch.optim import lr_scheduler as sched
 
 from trainlab.callbacks import LRSchedule
+from trainlab.train import CONFIG_DIR
 
 
 def lrs_by_epoch(callback: LRSchedule, epochs: int, tmp_path) -> list[float]:
@@ -100,3 +104,102 @@ def test_lr_is_logged(tmp_path):
     trainer.fit(tiny_model(), datamodule=tiny_datamodule())
     assert trainer.callback_metrics["train/lr"].item() == pytest.approx(0.025)
     assert isinstance(trainer.callback_metrics["train/lr"], torch.Tensor)
+
+
+# --- every scheduler option of conf/scheduler/, stepped with the optimizer ----------------
+
+SCHEDULERS = sorted(p.stem for p in (Path(CONFIG_DIR) / "scheduler").glob("*.yaml"))
+EPOCHS, BATCHES = 4, 5  # tiny_datamodule(batch_size=16): 80 training images, 5 batches
+
+
+class StepLRs(pl.Callback):
+    """(global_step, epoch, lr) at every optimizer step, read as the step begins."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, float]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def record(optimizer, args, kwargs) -> None:
+            self.seen.append((trainer.global_step, trainer.current_epoch,
+                              optimizer.param_groups[0]["lr"]))
+
+        trainer.optimizers[0].register_step_pre_hook(record)
+
+
+class StopAt(pl.Callback):
+    """Save a checkpoint after training batch ``batch`` of epoch ``epoch`` and stop there."""
+
+    def __init__(self, epoch: int, batch: int, path) -> None:
+        self.epoch, self.batch, self.path = epoch, batch, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+def scheduler_callback(cfg_factory, option: str) -> LRSchedule | None:
+    node = cfg_factory(f"scheduler={option}").callbacks.get("lr_schedule")
+    return instantiate(node) if node else None
+
+
+def expected_lrs(callback: LRSchedule, steps_per_epoch: int) -> list[float]:
+    """The LR of each optimizer step of the run, from the same scheduler on its own optimizer."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    total = EPOCHS * steps_per_epoch if callback.interval == "step" else EPOCHS
+    scheduler = callback.build(optimizer, total)
+    lrs = []
+    for _ in range(EPOCHS):
+        for _ in range(steps_per_epoch):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            if callback.interval == "step":
+                scheduler.step()
+        if callback.interval == "epoch":
+            scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+@pytest.mark.parametrize("option", SCHEDULERS)
+def test_every_scheduler_steps_with_the_optimizer_under_accumulation(cfg_factory, tmp_path, option,
+                                                                     accumulate):
+    callback = scheduler_callback(cfg_factory, option)
+    probe = StepLRs()
+    trainer = tiny_trainer(tmp_path, max_epochs=EPOCHS, accumulate_grad_batches=accumulate,
+                           callbacks=[probe, *([callback] if callback else [])])
+    trainer.fit(tiny_model(lr=0.1), datamodule=tiny_datamodule(batch_size=16))
+    steps_per_epoch = math.ceil(BATCHES / accumulate)  # the epoch's last batch steps too
+    assert trainer.global_step == len(probe.seen) == EPOCHS * steps_per_epoch
+    got = [lr for _, _, lr in probe.seen]
+    if callback is None:
+        assert got == [0.1] * len(got)
+    elif callback.plateau:  # its steps follow val/loss: the LR changes only between epochs
+        by_epoch = {e: {lr for _, ep, lr in probe.seen if ep == e} for e in range(EPOCHS)}
+        assert all(len(lrs) == 1 for lrs in by_epoch.values())
+    else:
+        assert got == pytest.approx(expected_lrs(callback, steps_per_epoch), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("option", ["onecycle", "cosine"])
+def test_resume_in_the_middle_of_an_accumulation_cycle_keeps_the_schedule(cfg_factory, tmp_path,
+                                                                          option):
+    ckpt = tmp_path / "mid_cycle.ckpt"
+    first = StepLRs()
+    trainer = tiny_trainer(tmp_path, max_epochs=EPOCHS, accumulate_grad_batches=3,
+                           callbacks=[first, scheduler_callback(cfg_factory, option),
+                                      StopAt(epoch=1, batch=1, path=ckpt)])
+    trainer.fit(tiny_model(lr=0.1), datamodule=tiny_datamodule(batch_size=16))
+    assert trainer.global_step == 2  # epoch 0's two steps; batches 0-1 of epoch 1 accumulated
+    second = StepLRs()
+    callback = scheduler_callback(cfg_factory, option)
+    resumed = tiny_trainer(tmp_path, max_epochs=EPOCHS, accumulate_grad_batches=3,
+                           callbacks=[second, callback])
+    resumed.fit(tiny_model(lr=0.1), datamodule=tiny_datamodule(batch_size=16), ckpt_path=ckpt,
+                weights_only=True)
+    expected = expected_lrs(callback, steps_per_epoch=2)
+    steps = first.seen + second.seen
+    assert [s for s, _, _ in steps] == list(range(len(steps)))  # no step lost or repeated
+    for step, epoch, lr in steps:  # each step's LR is the schedule's at that step
+        index = step if callback.interval == "step" else epoch * 2
+        assert lr == pytest.approx(expected[index], rel=1e-12)
+    assert second.seen and resumed.global_step == EPOCHS * 2

@@ -1,4 +1,4 @@
-"""Penalties and weight decay do exactly what they claim."""
+"""Penalties do exactly what they claim, and weight decay reaches the parameters it should."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainlab.errors import ConfigError
 from trainlab.regularization import Regularization, l1_penalty, l2_penalty, split_decay_params
 
 
@@ -42,48 +43,50 @@ def test_l2_and_elastic_net_penalty_exact():
     assert both == pytest.approx((0.2 * l1_penalty(w) + 0.3 * l2_penalty(w)).item(), rel=1e-6)
 
 
-def sgd_step(reg: Regularization, lr: float = 0.1) -> list[torch.Tensor]:
+def sgd_step(reg: Regularization, lr: float = 0.1, weight_decay: float = 0.0) -> list[torch.Tensor]:
+    """One SGD step on ``net()`` with ``reg``'s penalty and groups and the optimizer's decay."""
     m = net()
-    opt = torch.optim.SGD(reg.param_groups(m), lr=lr)
+    opt = torch.optim.SGD(reg.param_groups(m), lr=lr, weight_decay=weight_decay)
     x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
     loss = m(x).pow(2).mean()
     if reg.has_penalty:
         loss = loss + reg.penalty(m)
     opt.zero_grad()
     loss.backward()
-    reg.apply_decoupled(opt)
     opt.step()
     return [p.detach().clone() for p in m.parameters()]
 
 
-def test_explicit_l2_with_sgd_equals_coupled_weight_decay_of_twice_lambda():
+def test_explicit_l2_with_sgd_equals_the_optimizers_weight_decay_of_twice_lambda():
     explicit = sgd_step(Regularization(l2=0.05))
-    coupled = sgd_step(Regularization(weight_decay=0.1))
+    coupled = sgd_step(Regularization(), weight_decay=0.1)
     for a, b in zip(explicit, coupled, strict=True):
         assert torch.allclose(a, b, atol=1e-7)
     plain = sgd_step(Regularization())
     assert not torch.allclose(explicit[0], plain[0])
 
 
-def test_no_decay_on_1d_params():
-    decayed = sgd_step(Regularization(weight_decay=0.5))
+def test_the_optimizers_weight_decay_skips_1d_params_unless_told_otherwise():
+    decayed = sgd_step(Regularization(), weight_decay=0.5)
     plain = sgd_step(Regularization())
     for a, b in zip(decayed, plain, strict=True):
         assert torch.equal(a, b) == (a.ndim == 1)
+    everywhere = sgd_step(Regularization(exclude_bias_and_norm=False), weight_decay=0.5)
+    start = [p.detach() for p in net().parameters()]
+    for a, b, w in zip(everywhere, plain, start, strict=True):  # decay moves every nonzero weight
+        assert torch.equal(a, b) == bool((w == 0).all())
 
 
-def test_decoupled_decay_shrinks_by_lr_times_wd():
-    m = net()
-    reg = Regularization(decoupled_weight_decay=0.2)
-    opt = torch.optim.SGD(reg.param_groups(m), lr=0.5)
-    before = [p.detach().clone() for p in m.parameters()]
-    reg.apply_decoupled(opt)  # no gradient: only the decay acts
-    for b, p in zip(before, m.parameters(), strict=True):
-        expected = b * (1 - 0.5 * 0.2) if p.ndim > 1 else b
-        assert torch.allclose(p, expected)
+def test_param_groups_set_nothing_but_the_1d_groups_zero_decay():
+    groups = Regularization().param_groups(net())
+    assert [set(g) for g in groups] == [{"params"}, {"params", "weight_decay"}]
+    assert groups[1]["weight_decay"] == 0.0
+    assert [set(g) for g in Regularization(exclude_bias_and_norm=False).param_groups(net())] == [{"params"}]
 
 
-@pytest.mark.parametrize("key", ["l1", "l2", "weight_decay", "decoupled_weight_decay"])
-def test_negative_strength_is_rejected_with_key(key):
-    with pytest.raises(ValueError, match=rf"model.regularization.{key} must be a number >= 0, got -1"):
-        Regularization(**{key: -1.0})
+@pytest.mark.parametrize("key", ["l1", "l2"])
+@pytest.mark.parametrize("value", [-1.0, "0.1", True])
+def test_a_bad_strength_is_rejected_with_its_key(key, value):
+    message = rf"model.regularization.{key} must be a number >= 0, got {value!r}"
+    with pytest.raises(ConfigError, match=message):
+        Regularization(**{key: value})

@@ -12,43 +12,60 @@ import pytest
 from hydra.types import RunMode
 
 from trainlab import runtime
+from trainlab.errors import ConfigError
 from trainlab.train import trials_share_cores
 
 
 def run_python(code: str, **env: str) -> str:
     """stdout of ``python -c code`` in a fresh process (no torch loaded) with ``env`` added."""
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TRAINLAB_MALLOC")}
+             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
                           text=True, timeout=120, check=True)
     return proc.stdout.strip()
 
 
 CHOOSE = ("import os\nfrom trainlab import runtime\nruntime.busy_cpus = lambda: {busy}\n"
-          "print(runtime.openmp_wait_policy({shares}), os.environ.get('OMP_WAIT_POLICY'), sep='|')")
+          "print(runtime.openmp_wait_policy({wait!r}, {shares}), os.environ.get('OMP_WAIT_POLICY'), sep='|')")
 
 
-@pytest.mark.parametrize(("busy", "shares", "env", "expected"), [
-    (0.0, False, {}, ("OpenMP threads spin", "None")),
-    (1.0, False, {}, ("OMP_WAIT_POLICY=PASSIVE: other work is running (1.00 CPUs", "PASSIVE")),
-    (None, False, {}, ("OMP_WAIT_POLICY=PASSIVE: CPU load unknown", "PASSIVE")),
-    (0.0, True, {}, ("OMP_WAIT_POLICY=PASSIVE: trials share the cores", "PASSIVE")),
-    (1.0, True, {"OMP_WAIT_POLICY": "ACTIVE"}, ("OMP_WAIT_POLICY=ACTIVE (set by the user)", "ACTIVE")),
-    (1.0, False, {"GOMP_SPINCOUNT": "1000"}, ("GOMP_SPINCOUNT=1000 (set by the user)", "None")),
+@pytest.mark.parametrize(("wait", "busy", "shares", "env", "expected"), [
+    ("launcher", 1.0, False, {}, ("threads spin (process.openmp_wait=launcher)", "None")),
+    ("launcher", 0.0, True, {}, ("threads sleep, OMP_WAIT_POLICY=PASSIVE (process.openmp_wait=launcher, "
+                                 "trials share the cores)", "PASSIVE")),
+    ("spin", 1.0, True, {}, ("threads spin (process.openmp_wait=spin, trials share", "None")),
+    ("sleep", 0.0, False, {}, ("threads sleep, OMP_WAIT_POLICY=PASSIVE (process.openmp_wait=sleep)",
+                               "PASSIVE")),
+    ("auto", 0.0, False, {}, ("threads spin (process.openmp_wait=auto, 0.00 CPUs busy", "None")),
+    ("auto", 1.0, False, {}, ("threads sleep, OMP_WAIT_POLICY=PASSIVE (process.openmp_wait=auto, "
+                              "1.00 CPUs busy", "PASSIVE")),
+    ("auto", None, False, {}, ("threads sleep, OMP_WAIT_POLICY=PASSIVE (process.openmp_wait=auto, "
+                               "CPU load unknown", "PASSIVE")),
+    ("sleep", 1.0, True, {"OMP_WAIT_POLICY": "ACTIVE"}, ("OMP_WAIT_POLICY=ACTIVE (set by the user)",
+                                                          "ACTIVE")),
+    ("launcher", 1.0, False, {"GOMP_SPINCOUNT": "1000"}, ("GOMP_SPINCOUNT=1000 (set by the user)",
+                                                           "None")),
 ])
-def test_threads_spin_only_on_an_idle_machine_and_user_settings_win(busy, shares, env, expected):
-    why, policy = run_python(CHOOSE.format(busy=busy, shares=shares), **env).split("|")
+def test_openmp_waits_as_configured_load_is_read_only_for_auto_and_the_environment_wins(
+        wait, busy, shares, env, expected):
+    why, policy = run_python(CHOOSE.format(wait=wait, busy=busy, shares=shares), **env).split("|")
     assert why.startswith(expected[0]) and policy == expected[1]
 
 
+def test_a_bad_openmp_wait_names_the_key_and_the_choices():
+    with pytest.raises(ConfigError, match="process.openmp_wait='fast' is not allowed: one of launcher, "
+                                          "spin, sleep, auto"):
+        runtime._choose_openmp_wait_policy("fast", False)
+
+
 def test_the_first_choice_holds_and_none_is_made_after_torch_loaded():
-    out = run_python("from trainlab import runtime\nruntime.busy_cpus = lambda: 0.0\n"
-                     "a = runtime.openmp_wait_policy(False)\nb = runtime.openmp_wait_policy(True)\n"
+    out = run_python("from trainlab import runtime\n"
+                     "a = runtime.openmp_wait_policy('spin')\nb = runtime.openmp_wait_policy('sleep')\n"
                      "print(a == b)")
     assert out == "True"
     out = run_python("import torch\nfrom trainlab import runtime\n"
-                     "print(runtime.openmp_wait_policy(True))")
-    assert out.startswith("OpenMP as set when torch loaded")
+                     "print(runtime.openmp_wait_policy('sleep'))")
+    assert out.startswith("as set when torch loaded")
 
 
 def test_busy_cpus_sees_a_spinning_thread():
@@ -70,9 +87,9 @@ def test_busy_cpus_sees_a_spinning_thread():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_malloc_thresholds_are_raised_unless_asked_not_to():
     # the effect (page faults per step, samples/s) is measured by scripts/bench.py, not here
-    code = "from trainlab import runtime\nprint(runtime.keep_freed_memory())"
-    assert run_python(code) == "True"
-    assert run_python(code, TRAINLAB_MALLOC="default") == "False"
+    code = "from trainlab import runtime\nprint(runtime.tune_process('spin', {keep})['process/malloc'])"
+    assert run_python(code.format(keep=True)) == "keeps freed buffers"
+    assert run_python(code.format(keep=False)) == "as is (process.malloc_keep_freed=false)"
 
 
 def test_only_parallel_launchers_in_a_multirun_share_the_cores(compose_hydra):

@@ -77,11 +77,15 @@ def test_every_arm_composes_and_builds(study, tmp_path):
 def test_arms_really_differ(tmp_path):
     """The dict-valued and group sweeps reach the objects they are meant to change."""
     reg = {o[1]: o for o in arms("regularization")}
-    _, model, _ = build(compose_cfg(reg["model.regularization={decoupled_weight_decay:4.0}"],
-                                    tmp_path))
-    assert (model.regularization.decoupled_weight_decay, model.regularization.l1) == (4.0, 0.0)
-    _, model, _ = build(compose_cfg(reg["model.regularization={}"], tmp_path))
-    assert not model.regularization.has_penalty and model.regularization.weight_decay == 0.0
+    decoupled = "model={optimizer:{weight_decay:4.0,decoupled_weight_decay:True}}"
+    _, model, _ = build(compose_cfg(reg[decoupled], tmp_path))
+    optimizer = model.configure_optimizers()
+    assert (optimizer.defaults["weight_decay"], optimizer.defaults["decoupled_weight_decay"]) == (4.0, True)
+    assert optimizer.param_groups[0]["weight_decay"] == 4.0 and model.regularization.l1 == 0.0
+    _, model, _ = build(compose_cfg(reg["model={}"], tmp_path))
+    optimizer = model.configure_optimizers()
+    assert not model.regularization.has_penalty
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0}
     init = {tuple(o[1:3]): o for o in arms("init")}
     _, model, _ = build(compose_cfg(init[("model.net.activation=ReLU", "init=normal_std1")],
                                     tmp_path))
@@ -106,17 +110,18 @@ def test_study_sweep_writes_the_report(tmp_path):
     """2 options x 2 seeds of the regularization study, 1 epoch: one row per trial and the
     means in summary.md are those of the trials' results.json."""
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "+experiment=study/regularization", "model.regularization={},{l1:1e-3}",
+    proc = run_cli("-m", "+experiment=study/regularization", "model={},{regularization:{l1:1e-3}}",
                    "seed=1,2", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_csv(sweep / "summary.csv")
-    assert [(r["model.regularization"], r["seed"], r["status"]) for r in rows] == [
-        ("{}", "1", "ok"), ("{}", "2", "ok"), ("{l1:0.001}", "1", "ok"), ("{l1:0.001}", "2", "ok"),
+    l1_arm = "{regularization:{l1:0.001}}"
+    assert [(r["model"], r["seed"], r["status"]) for r in rows] == [
+        ("{}", "1", "ok"), ("{}", "2", "ok"), (l1_arm, "1", "ok"), (l1_arm, "2", "ok"),
     ]  # fmt: skip
     results = [json.loads((sweep / str(job) / "results.json").read_text()) for job in range(4)]
     assert all(r["status"] == "ok" and r["epoch"] == 1 for r in results)
     none, l1 = (s for s in summarize(load_trials(sweep)))
-    assert none["option"] == "model.regularization={}" and none["n"] == 2
+    assert none["option"] == "model={}" and none["n"] == 2
     mean_acc = (results[0]["test/acc"] + results[1]["test/acc"]) / 2
     assert none["mean"]["test/acc"] == pytest.approx(mean_acc)
     assert l1["std"]["weights/l1"] == pytest.approx(
@@ -126,14 +131,14 @@ def test_study_sweep_writes_the_report(tmp_path):
     markdown = (sweep / "summary.md").read_text()
     assert "4 trials: 4 ok, 0 diverged, 0 failed; 2 options" in markdown
     assert "| option | n | test/acc | test/loss | gap/acc | weights/l1 | weights/l2 |" in markdown
-    assert "| model.regularization={l1:0.001} | 2 |" in markdown
+    assert "| model={regularization:{l1:0.001}} | 2 |" in markdown
     for plot in ("plot_test_acc.png", "plot_weights_sparsity.png", "curves.png"):
         assert (sweep / plot).stat().st_size > 1000
 
 
 def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "+experiment=study/regularization", "model.regularization={}",
+    proc = run_cli("-m", "+experiment=study/regularization", "model={}",
                    "model.net.dropout=0.2,1.5", "seed=1", "trainer.max_epochs=1",
                    f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -159,7 +164,7 @@ def test_optuna_search_maximizes_val_acc(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert set(best.best_params) == {"model.optimizer.lr", "model.net.dropout",
-                                     "model.regularization.weight_decay"}
+                                     "model.optimizer.weight_decay"}
     assert 1e-4 <= best.best_params["model.optimizer.lr"] <= 3e-2
     assert best.best_params["model.net.dropout"] in (0.0, 0.25, 0.5)
     results = [json.loads((sweep / str(job) / "results.json").read_text()) for job in range(3)]

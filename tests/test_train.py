@@ -6,12 +6,14 @@ import json
 import re
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import run_cli
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "epoch",
-               "seed", "wall_s", "status", "gap/acc", "gap/loss"}
+               "seed", "wall_s", "status", "gap/acc", "gap/loss", "process/openmp", "process/malloc",
+               "process/nvml_check"}
 
 
 def test_digits_run_writes_the_outputs_contract(tmp_path):
@@ -24,9 +26,12 @@ def test_digits_run_writes_the_outputs_contract(tmp_path):
     assert results["seed"] == 42
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert [p.name for p in (run / "checkpoints").glob("best-*.ckpt")]
-    assert (run / ".hydra" / "config.yaml").is_file() and (run / "metrics.csv").is_file()
-    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"epoch", "train/loss", "val/acc"} <= set(header)
+    metrics = run / "csv" / "version_0" / "metrics.csv"  # Lightning's CSVLogger, first attempt
+    assert (run / ".hydra" / "config.yaml").is_file() and metrics.is_file()
+    header = metrics.read_text().splitlines()[0].split(",")
+    assert {"epoch", "train/loss_epoch", "train/loss_step", "val/acc"} <= set(header)
+    assert results["process/openmp"] == "threads spin (process.openmp_wait=launcher)"
+    assert "Process settings: openmp: threads spin" in proc.stdout + proc.stderr
     assert "Conv2d" in proc.stdout and "[-1, 32, 8, 8]" in proc.stdout  # summary with input size
 
 
@@ -91,7 +96,11 @@ def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
     ("model.net.activation=Swoosh", "model.net.activation must name a torch.nn activation"),
     ("model.net.kernel_size=2", "model.net.kernel_size must be a positive odd integer, got 2"),
     ("model=mlp model.net.hidden=[0]", "model.net.hidden widths must be >= 1, got [0]"),
-    ("grad_clip=norm callbacks.grad_clip.max_norm=0", "callbacks.grad_clip.max_norm must be > 0"),
+    ("grad_clip=norm trainer.gradient_clip_val=abc",
+     "trainer.gradient_clip_val='abc' is not allowed: a number or null"),
+    ("optimizer=sgd regularization=decoupled",
+     "model.optimizer.decoupled_weight_decay is not a parameter of torch.optim.SGD"),
+    ("+model.net.widht=3", "model.net.widht is not a parameter of trainlab.models.CNN"),
     ("scheduler=step callbacks.lr_schedule.warmup=-1", "callbacks.lr_schedule.warmup must be"),
     ("grad_clip=norm", None),
 ])
@@ -122,4 +131,46 @@ def test_epoch_train_metrics_equal_the_loss_accuracy_and_penalty_over_the_split(
     assert logged["train/loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     assert logged["train/acc"].item() == pytest.approx((logits.argmax(1) == y).double().mean().item())
     assert logged["train/reg_loss"].item() == pytest.approx(penalty.item(), rel=1e-5)
-    assert model.train_correct == 0 and model._train_sums == [0.0, 0.0, 0]  # reset for the next epoch
+
+
+class BarProbe(pl.Callback):
+    """What the progress bar shows after each training batch, beside that batch's own loss."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, float, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        x, y = batch
+        with torch.no_grad():
+            acc = (pl_module(x).argmax(1) == y).double().mean().item()  # weights after the step
+        bar = trainer.progress_bar_metrics
+        self.seen.append((bar["train/loss_step"], outputs["loss"].item(), bar["train/acc_step"], acc))
+
+
+def test_the_progress_bar_shows_this_steps_training_loss_and_accuracy(tmp_path):
+    probe = BarProbe()
+    model = tiny_model(lr=0.0)  # lr 0: the accuracy after the step is the step's own
+    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[probe], log_every_n_steps=50)
+    trainer.fit(model, datamodule=tiny_datamodule())
+    assert len(probe.seen) == 10
+    for bar_loss, loss, bar_acc, acc in probe.seen:
+        assert bar_loss == pytest.approx(loss, rel=1e-6) and bar_acc == pytest.approx(acc)
+    assert len({round(loss, 6) for loss, _, _, _ in probe.seen}) > 1  # it moves: not frozen
+
+
+@pytest.mark.parametrize("value", ["abc", "[1,2]", "{a:1}", "true"])
+@pytest.mark.parametrize(("key", "allowed"), [
+    ("model.net.dropout", "a number"), ("model.optimizer.weight_decay", "a number"),
+    ("model.label_smoothing", "a number"), ("data.batch_size", "an integer"),
+    ("data.val_size", "an integer"), ("callbacks.lr_schedule.scheduler.T_max", "an integer"),
+    ("trainer.gradient_clip_val", "a number or null"),
+])
+def test_a_wrong_type_for_a_numeric_key_gets_one_message_naming_key_value_and_allowed(
+        cfg_factory, key, allowed, value):
+    from trainlab.errors import ConfigError
+    from trainlab.validate import validate
+
+    cfg = cfg_factory("data=digits", f"{key}={value}")
+    message = rf"^{re.escape(key)}=.* is not allowed: {allowed} \(a parameter of "
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)

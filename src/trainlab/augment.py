@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
+from trainlab.errors import ConfigError
+
 __all__ = [
     "Compose",
     "CutMix",
@@ -43,7 +45,7 @@ __all__ = [
 def _check(ok: bool, name: str, value: object, allowed: str) -> None:
     """Raise ``ValueError`` naming the argument, its bad value and what is allowed."""
     if not ok:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _check_probability(p: float) -> float:

@@ -22,9 +22,13 @@ YAML is resolved after the command line is applied, so the logger follows
 
 from __future__ import annotations
 
-from trainlab.runtime import drop_failing_nvml_check, tune_process
+import sys
 
-tune_process()  # the entry point's module: OpenMP reads its setting when torch loads, below
+from trainlab.runtime import nvml_check, tune_process
+
+# the entry point's module: OpenMP reads its setting when torch loads, below. The CLI takes
+# conf/train.yaml's process defaults; OMP_WAIT_POLICY in the environment overrides them.
+PROCESS = tune_process()
 
 import pytorch_lightning as pl  # noqa: E402
 from jsonargparse import set_parsing_settings  # noqa: E402
@@ -32,7 +36,7 @@ from pytorch_lightning.cli import ArgsType, LightningCLI  # noqa: E402
 
 from trainlab.models import Classifier  # noqa: E402
 
-drop_failing_nvml_check()  # Lightning is loaded: no NVML probe per Adam step without NVML
+PROCESS["process/nvml_check"] = nvml_check()  # Lightning is loaded
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -64,6 +68,9 @@ def build_cli(args: ArgsType = None, run: bool = True) -> LightningCLI:
 
 def main() -> None:
     """``trainlab-cli``: run the subcommand given on the command line."""
+    # on stderr: stdout may be a config (--print_config > my.yaml)
+    print("Process settings: " + "; ".join(f"{k.split('/')[1]}: {v}" for k, v in PROCESS.items()),
+          file=sys.stderr)
     build_cli()
 
 

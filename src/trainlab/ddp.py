@@ -35,6 +35,8 @@ from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from typing_extensions import override
 
+from trainlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # What Lightning's launcher writes into the main process's environment for its children.
@@ -142,7 +144,7 @@ class HydraDDPStrategy(DDPStrategy):
 
     def __init__(self, entry: str = "trainlab.train", **kwargs: Any) -> None:
         if not entry or not isinstance(entry, str):
-            raise ValueError(f"trainer.strategy.entry must name a module (python -m), got {entry!r}")
+            raise ConfigError(f"trainer.strategy.entry must name a module (python -m), got {entry!r}")
         super().__init__(**kwargs)
         self.entry = entry
 

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the run configs use)
+from trainlab.errors import ConfigError
 from trainlab.runtime import tune_process
 from trainlab.train import CONFIG_DIR
 
@@ -48,7 +49,10 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         run_dir_of(Path(cfg.ckpt_path))  # a wrong path fails in a second, before torch loads
     except EvalError as err:
         raise SystemExit(f"error: {err}") from None
-    tune_process()  # before torch loads
+    try:  # before torch loads
+        tune_process(cfg.process.openmp_wait, cfg.process.malloc_keep_freed)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     from trainlab.evaluation import run_eval
 
     return run_eval(cfg)

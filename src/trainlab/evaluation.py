@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from trainlab.data import ImageDataModule
 from trainlab.eval import EvalError, run_dir_of
 from trainlab.results import flat_metrics, write_results
+from trainlab.runtime import nvml_check
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on its run's test split and/or predict ``cfg.predict_path``."""
     start = time.perf_counter()
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    nvml_check(cfg.process.skip_failing_nvml_check)
     try:
         if not cfg.test and cfg.predict_path is None:
             raise EvalError("nothing to do: test=false and predict_path=null")

@@ -14,10 +14,12 @@ resolves these in the launching process.
 
 from __future__ import annotations
 
+from trainlab.errors import ConfigError
+
 
 def _positive_int(key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -25,7 +27,7 @@ def gpu_for_trial(trial: int, n_gpus: int) -> int:
     """GPU index of trial ``trial`` (0-based) when a sweep is spread over ``n_gpus`` GPUs."""
     _positive_int("gpu_pack.n_gpus", n_gpus)
     if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-        raise ValueError(f"hydra.job.num must be an integer >= 0, got {trial!r}")
+        raise ConfigError(f"hydra.job.num must be an integer >= 0, got {trial!r}")
     return trial % n_gpus
 
 
@@ -54,7 +56,7 @@ def trial_devices(n_gpus: int, trial: int | None = None, visible_gpus: int | Non
     if visible_gpus == 0:
         return 1
     if n_gpus > visible_gpus:
-        raise ValueError(f"gpu_pack.n_gpus={n_gpus} but this machine shows {visible_gpus} GPU(s); "
+        raise ConfigError(f"gpu_pack.n_gpus={n_gpus} but this machine shows {visible_gpus} GPU(s); "
                          f"use at most {visible_gpus}")
     if trial is None:
         trial = _current_job_num()

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -34,7 +36,7 @@ class WeightInit:
             try:  # fail now, before training, on e.g. an unknown nonlinearity or mode
                 weight(torch.empty(4, 4))
             except (ValueError, TypeError) as err:
-                raise ValueError(f"model.init.weight: {err}") from err
+                raise ConfigError(f"model.init.weight: {err}") from err
         self.weight, self.bias = weight, bias
 
     def __call__(self, module: nn.Module) -> nn.Module:
@@ -65,7 +67,7 @@ class PretrainedInit:
 
     def __init__(self, path: str, strict: bool = True, prefix: str = "net.") -> None:
         if not Path(path).is_file():
-            raise ValueError(f"model.init.path: no checkpoint file at {path!r}")
+            raise ConfigError(f"model.init.path: no checkpoint file at {path!r}")
         self.path, self.strict, self.prefix = path, strict, prefix
         self.report: dict[str, list[str]] = {}
 
@@ -73,7 +75,7 @@ class PretrainedInit:
         try:
             blob = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle errors vary; all mean "not a safe weights file"
-            raise ValueError(f"model.init.path: {self.path} is not a loadable weights file "
+            raise ConfigError(f"model.init.path: {self.path} is not a loadable weights file "
                              f"with weights_only=True ({err})") from err
         state = blob.get("state_dict", blob)
         if any(k.startswith(self.prefix) for k in state):
@@ -92,7 +94,7 @@ class PretrainedInit:
         }
         if self.strict and (self.report["missing"] or self.report["unexpected"]
                             or self.report["shape_mismatch"]):
-            raise ValueError(f"model.init (pretrained, strict): {self.path} does not match the "
+            raise ConfigError(f"model.init (pretrained, strict): {self.path} does not match the "
                              f"network: missing={self.report['missing']}, unexpected="
                              f"{self.report['unexpected']}, shape_mismatch="
                              f"{self.report['shape_mismatch']}; set model.init.strict=false to "

@@ -24,19 +24,31 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
-from trainlab.profiler import NoProfiler
+from trainlab.errors import ConfigError
 from trainlab.results import add_gaps, flat_metrics, write_results
-from trainlab.runtime import drop_failing_nvml_check
-from trainlab.validate import ConfigError, validate
+from trainlab.runtime import nvml_check
+from trainlab.validate import validate
 
 log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
-SETUP_ERRORS = (ConfigError, InstantiationException, ValueError, TypeError, FileNotFoundError)
+# what a user fixes in the config or on disk: one line, no traceback
+SETUP_ERRORS = (ConfigError, DataUnavailableError)
 
 
 class SetupError(RuntimeError):
-    """The run could not start: bad config value, missing data or checkpoint."""
+    """The run could not start: its directory already holds a run."""
+
+
+def setup_error(err: BaseException) -> BaseException | None:
+    """The user-facing error behind ``err``: itself, or the :data:`SETUP_ERRORS` it was raised
+    from (Hydra's ``instantiate`` and OmegaConf's resolvers wrap what a constructor or resolver
+    raised); None for anything else (a bug: keep its traceback)."""
+    while err is not None:
+        if isinstance(err, (SetupError, *SETUP_ERRORS)):
+            return err
+        err = err.__cause__
+    return None
 
 
 def guard_fresh_dir(output_dir: Path) -> None:
@@ -78,12 +90,9 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     callbacks = instantiate_dict(cfg.get("callbacks"))
     loggers = instantiate_dict(cfg.get("logger"))
     defaults: dict[str, Any] = {}
-    if not cfg.trainer.get("profiler"):
-        defaults["profiler"] = NoProfiler()
     if cfg.trainer.get("enable_progress_bar") is None:  # callbacks.progress_bar=null: no bar at all
         defaults["enable_progress_bar"] = any(isinstance(c, ProgressBar) for c in callbacks)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
-    drop_failing_nvml_check()  # Lightning is loaded: no NVML probe per optimizer step without NVML
     return datamodule, model, trainer
 
 
@@ -104,13 +113,20 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer,
     return add_gaps(results)
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """One Hydra job. In a multirun a failing trial is recorded, not raised."""
+def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | None:
+    """One Hydra job. In a multirun a failing trial is recorded, not raised.
+
+    Args:
+        cfg: the composed config.
+        process: what ``trainlab.runtime.tune_process`` chose, recorded in ``results.json``.
+    """
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     start = time.perf_counter()
-    base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir)}
+    process = {**(process or {}), "process/nvml_check": nvml_check(cfg.process.skip_failing_nvml_check)}
+    log.info("Process settings: %s", "; ".join(f"{k.split('/')[1]}: {v}" for k, v in process.items()))
+    base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process}
     ckpt_path = None
     # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks
     # that the dir is fresh (the others would find rank 0's files), prints and records failures.
@@ -131,12 +147,19 @@ def run_job(cfg: DictConfig) -> float | None:
         datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
         if rank_zero:
             summary(model.net, cfg.data.input_shape)
-    except (SetupError, DataUnavailableError, *SETUP_ERRORS) as err:
-        if multirun:
+    except Exception as caught:
+        err = setup_error(caught)
+        if multirun:  # a failing trial is a result: record it, the sweep goes on
+            error = str(err) if err is not None else f"{type(caught).__name__}: {caught}"
             if rank_zero:
-                write_results(output_dir / RESULTS, {**base, "status": "failed", "error": str(err)})
-            log.error("Trial failed before training: %s", err)
+                write_results(output_dir / RESULTS, {**base, "status": "failed", "error": error})
+            log.error("Trial failed before training: %s", error, exc_info=err is None)
             return None
+        if err is None:
+            if isinstance(caught, InstantiationException) and caught.__cause__ is not None:
+                # a bug in a constructor: its own exception and traceback, not Hydra's one-line wrapper
+                raise caught.__cause__ from None
+            raise
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     try:

@@ -1,4 +1,4 @@
-"""L1/L2 penalties and weight decay, coupled (through the optimizer) or decoupled (AdamW-style).
+"""L1/L2 penalties added to the loss, and which parameters they and weight decay act on.
 
 The notes add ``lambda * sum|w|`` or ``lambda * sum w^2`` to the loss over every parameter;
 here bias and normalization parameters (every 1-D tensor) are left out by default, as is
@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+
+from trainlab.errors import ConfigError
 
 
 def split_decay_params(module: nn.Module, exclude_bias_and_norm: bool = True
@@ -40,33 +42,30 @@ def l2_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 class Regularization:
-    """Every weight penalty of the notes in one object, all strengths >= 0.
+    """The explicit penalties of the notes, added to the loss, and which parameters they and
+    the optimizer's weight decay act on.
+
+    Weight decay is the optimizer's own ``weight_decay=`` (``model.optimizer.weight_decay``):
+    PyTorch's coupled L2 for SGD, Adam and the rest, decoupled for AdamW (and for Adam with
+    ``decoupled_weight_decay=true``). This object only decides which parameters it reaches.
 
     Args:
         l1: lambda of the explicit L1 (lasso) penalty added to the loss.
         l2: lambda of the explicit L2 (ridge) penalty added to the loss. With plain SGD this
-            equals coupled ``weight_decay = 2 * l2``.
-        weight_decay: coupled decay passed to the optimizer (PyTorch's default L2 form:
-            ``g += wd * w``). With ``optimizer=adamw`` it is AdamW's decoupled decay.
-        decoupled_weight_decay: AdamW-style decay applied outside the optimizer's gradient
-            statistics: ``w -= lr * wd * w`` before every step, whatever the optimizer.
-        exclude_bias_and_norm: keep 1-D parameters (biases, norm scales) out of all of the above.
+            equals ``weight_decay = 2 * l2``.
+        exclude_bias_and_norm: keep 1-D parameters (biases, norm scales) out of the penalties
+            and out of the optimizer's weight decay.
     """
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0,
-                 decoupled_weight_decay: float = 0.0, exclude_bias_and_norm: bool = True) -> None:
-        for key, value in (("l1", l1), ("l2", l2), ("weight_decay", weight_decay),
-                           ("decoupled_weight_decay", decoupled_weight_decay)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"model.regularization.{key} must be a number >= 0, got {value!r}")
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, exclude_bias_and_norm: bool = True) -> None:
+        for key, value in (("l1", l1), ("l2", l2)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"model.regularization.{key} must be a number >= 0, got {value!r}")
         self.l1, self.l2 = float(l1), float(l2)
-        self.weight_decay = float(weight_decay)
-        self.decoupled_weight_decay = float(decoupled_weight_decay)
         self.exclude_bias_and_norm = exclude_bias_and_norm
 
     def __repr__(self) -> str:
-        return (f"Regularization(l1={self.l1}, l2={self.l2}, weight_decay={self.weight_decay}, "
-                f"decoupled_weight_decay={self.decoupled_weight_decay}, "
+        return (f"Regularization(l1={self.l1}, l2={self.l2}, "
                 f"exclude_bias_and_norm={self.exclude_bias_and_norm})")
 
     @property
@@ -84,21 +83,11 @@ class Regularization:
         return total
 
     def param_groups(self, module: nn.Module) -> list[dict]:
-        """Optimizer parameter groups: coupled ``weight_decay`` on the regularized group only.
-
-        Each group carries ``decay: bool`` so decoupled decay knows which to shrink.
-        """
+        """Optimizer parameter groups. The regularized group sets nothing, so it takes every
+        hyper-parameter from the optimizer's arguments (``weight_decay`` included); the 1-D
+        group, with ``exclude_bias_and_norm``, sets ``weight_decay=0`` and nothing else."""
         decay, no_decay = split_decay_params(module, self.exclude_bias_and_norm)
-        groups = [{"params": decay, "weight_decay": self.weight_decay, "decay": True}]
+        groups = [{"params": decay}]
         if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0, "decay": False})
+            groups.append({"params": no_decay, "weight_decay": 0.0})
         return groups
-
-    @torch.no_grad()
-    def apply_decoupled(self, optimizer: torch.optim.Optimizer) -> None:
-        """Shrink the regularized weights by ``lr * decoupled_weight_decay`` (call before step)."""
-        if self.decoupled_weight_decay == 0:
-            return
-        for group in optimizer.param_groups:
-            if group.get("decay", True):
-                torch._foreach_mul_(group["params"], 1.0 - group["lr"] * self.decoupled_weight_decay)

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from trainlab.results import read_metrics
+
 SEED_KEY = "seed"
 CORE_METRICS = ("test/acc", "test/loss", "gap/acc", "wall_s")
 GROUPED_PREFIXES = ("weights/", "grad/", "memory/")  # reported whenever a trial has them
@@ -447,8 +449,8 @@ def format_markdown(
 def read_curve(job_dir: str | Path, metric: str = CURVE_METRIC) -> dict[int, float]:
     """One metric by epoch from a job's Lightning ``metrics.csv``.
 
-    Looks for ``metrics.csv`` in the job dir, else the last one below it (CSVLogger's
-    ``<name>/version_<n>/`` layout).
+    Reads every attempt's ``metrics.csv`` (:func:`trainlab.results.read_metrics`), else the
+    last ``metrics.csv`` found below the job dir.
 
     Args:
         job_dir: The trial's dir.
@@ -458,19 +460,15 @@ def read_curve(job_dir: str | Path, metric: str = CURVE_METRIC) -> dict[int, flo
         ``{epoch: value}`` from the rows where the metric is logged (the last row wins when
         an epoch logs it more than once); empty when there is no file or column.
     """
-    path = Path(job_dir)
-    csv_file = path / "metrics.csv"
-    if not csv_file.is_file():
-        found = sorted(path.glob("**/metrics.csv"))
-        if not found:
-            return {}
-        csv_file = found[-1]
+    rows = read_metrics(job_dir)
+    if not rows:
+        found = sorted(Path(job_dir).glob("**/metrics.csv"))
+        rows = read_metrics(found[-1].parent) if found else []
     curve: dict[int, float] = {}
-    with csv_file.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            value, epoch = row.get(metric) or "", row.get("epoch") or ""
-            if value.strip() and epoch.strip():
-                curve[int(float(epoch))] = float(value)
+    for row in rows:
+        value, epoch = row.get(metric) or "", row.get("epoch") or ""
+        if value.strip() and epoch.strip():
+            curve[int(float(epoch))] = float(value)
     return curve
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from trainlab.errors import ConfigError
+
 
 def run_dir(resume: str | None, new_dir: str) -> str:
     """``hydra.run.dir``: the run being resumed, else a new directory.
@@ -17,10 +19,10 @@ def run_dir(resume: str | None, new_dir: str) -> str:
         return new_dir
     path = Path(resume)
     if not (path / ".hydra" / "config.yaml").is_file():
-        raise ValueError(f"resume={resume!r}: not a trainlab run directory (no .hydra/config.yaml); "
+        raise ConfigError(f"resume={resume!r}: not a trainlab run directory (no .hydra/config.yaml); "
                          "pass the directory of an earlier run, e.g. resume=outputs/runs/<date>_<time>")
     if not (path / "checkpoints" / "last.ckpt").is_file():
-        raise ValueError(f"resume={resume!r}: no checkpoints/last.ckpt to continue from")
+        raise ConfigError(f"resume={resume!r}: no checkpoints/last.ckpt to continue from")
     return str(path)
 
 
@@ -49,7 +51,7 @@ def tasks_per_node(devices: object) -> int:
     """
     count = _device_count(devices)
     if count is None:
-        raise ValueError(f"trainer.devices={devices!r} cannot size a SLURM job: set it to the "
+        raise ConfigError(f"trainer.devices={devices!r} cannot size a SLURM job: set it to the "
                          "number of GPUs per node (e.g. trainer.devices=4) with hydra/launcher=slurm")
     return count
 

@@ -1,6 +1,9 @@
-"""Process settings that make training faster, applied by the entry points before torch loads
-(the NVML check: right after Lightning loads).
+"""Process settings that make CPU training faster, applied by the entry points before torch
+loads (the NVML check: right after Lightning loads).
 
+Each is a config key under ``process`` (``conf/train.yaml``), printed as ``Process settings:``
+and written to ``results.json`` (``process/openmp``, ``process/malloc``, ``process/nvml_check``).
+None depends on how busy the machine looks unless ``process.openmp_wait=auto`` asks for that.
 None imports torch. Each effect is in BENCHMARKS.md: measured with ``scripts/bench.py``, the
 NVML probe's per-step cost with timestamps in Lightning's hooks.
 """
@@ -12,6 +15,8 @@ import ctypes.util
 import os
 import sys
 import time
+
+from trainlab.errors import ConfigError
 
 # glibc's mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit
 M_TRIM_THRESHOLD = -1
@@ -59,42 +64,52 @@ def busy_cpus(interval_s: float = 0.1) -> float | None:
     return busy
 
 
-def openmp_wait_policy(shares_cores: bool = False) -> str:
-    """Choose how PyTorch's idle OpenMP threads wait, before torch loads; returns why.
+OPENMP_WAITS = ("launcher", "spin", "sleep", "auto")
+
+
+def openmp_wait_policy(wait: str = "launcher", shares_cores: bool = False) -> str:
+    """Set how PyTorch's idle OpenMP threads wait, before torch loads; returns what was set.
 
     PyTorch splits each large CPU op over OpenMP threads. Between ops, libgomp's threads spin by
     default: on an otherwise idle machine that is 1.5x faster than letting them sleep (the
     ``fmnist_fast`` net on 2 cores, BENCHMARKS.md), because a waking thread costs tens of
-    microseconds per op. When other work shares the cores (a parallel sweep, a second run,
-    tests), a spinning thread holds the core its partner needs and every op waits for a
-    scheduler time slice: 2x slower with two runs on 2 cores, 4-5x seen with more. So threads
-    spin only when no other work is running: ``OMP_WAIT_POLICY=PASSIVE`` is set when
-    ``shares_cores`` (the caller knows it launches trials side by side) or when more than half
-    a CPU was busy during a 0.1 s look at ``/proc/stat``. ``OMP_WAIT_POLICY`` or
-    ``GOMP_SPINCOUNT`` set by the user win. libgomp reads them when torch loads.
+    microseconds per op. When other work shares the cores (a parallel sweep, a second run),
+    a spinning thread holds the core its partner needs: 2x slower with two runs on 2 cores.
+
+    Args:
+        wait: ``spin`` (OpenMP's default), ``sleep`` (``OMP_WAIT_POLICY=PASSIVE``),
+            ``launcher`` (sleep when ``shares_cores``, else spin), or ``auto`` (as ``launcher``,
+            and also sleep when more than half a CPU was busy during a 0.1 s look at
+            ``/proc/stat`` before start).
+        shares_cores: the caller launches trials of a sweep side by side on this machine.
+
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set by the user win. libgomp reads them once, when
+    torch loads, so the first choice in a process holds.
     """
     global _openmp_choice
     if _openmp_choice is None:
-        _openmp_choice = _choose_openmp_wait_policy(shares_cores)
+        _openmp_choice = _choose_openmp_wait_policy(wait, shares_cores)
     return _openmp_choice
 
 
-def _choose_openmp_wait_policy(shares_cores: bool) -> str:
+def _choose_openmp_wait_policy(wait: str, shares_cores: bool) -> str:
+    if wait not in OPENMP_WAITS:
+        raise ConfigError(f"process.openmp_wait={wait!r} is not allowed: one of {', '.join(OPENMP_WAITS)}")
     if "torch" in sys.modules:
-        return "OpenMP as set when torch loaded, before trainlab could choose"
+        return "as set when torch loaded, before trainlab could choose"
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         if key in os.environ:
             return f"{key}={os.environ[key]} (set by the user)"
-    if shares_cores:
-        reason = "trials share the cores"
-    else:
+    sleep = wait == "sleep" or (wait in ("launcher", "auto") and shares_cores)
+    reason = f"process.openmp_wait={wait}" + (", trials share the cores" if shares_cores else "")
+    if wait == "auto" and not sleep:
         busy = busy_cpus()
-        if busy is not None and busy < BUSY_CPUS:
-            return f"OpenMP threads spin between ops: {busy:.2f} CPUs busy before start"
-        reason = "CPU load unknown" if busy is None else \
-            f"other work is running ({busy:.2f} CPUs busy before start)"
+        sleep = busy is None or busy >= BUSY_CPUS
+        reason += ", CPU load unknown" if busy is None else f", {busy:.2f} CPUs busy before start"
+    if not sleep:
+        return f"threads spin ({reason})"
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return f"OMP_WAIT_POLICY=PASSIVE: {reason}"
+    return f"threads sleep, OMP_WAIT_POLICY=PASSIVE ({reason})"
 
 
 def keep_freed_memory() -> bool:
@@ -105,12 +120,13 @@ def keep_freed_memory() -> bool:
     activations, so each step paid ~6,000 page faults (zeroing 24 MB) inside its convolutions,
     ~12% of a CPU step. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
     threshold to 1 GiB lets the next step reuse the same pages (the buffers are the same size
-    every step; the default job's peak RSS stays at 1.3 GB). ``TRAINLAB_MALLOC=default`` skips it.
+    every step; the default job's peak RSS stays at 1.3 GB). ``process.malloc_keep_freed=false``
+    skips it.
 
     Returns:
-        Whether the thresholds were set (False off glibc or when skipped).
+        Whether the thresholds were set (False off glibc).
     """
-    if os.environ.get("TRAINLAB_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -146,9 +162,20 @@ def drop_failing_nvml_check() -> bool:
     return False
 
 
-def tune_process(shares_cores: bool = False) -> str:
+def nvml_check(skip_failing: bool = True) -> str:
+    """Apply ``process.skip_failing_nvml_check`` once Lightning is loaded; say what holds."""
+    if skip_failing and drop_failing_nvml_check():
+        return "skipped (no NVML on this machine)"
+    return "as PyTorch does it" + ("" if skip_failing else " (process.skip_failing_nvml_check=false)")
+
+
+def tune_process(openmp_wait: str = "launcher", malloc_keep_freed: bool = True,
+                 shares_cores: bool = False) -> dict[str, str]:
     """The two settings that must precede torch (OpenMP waiting, malloc thresholds); call
-    first thing in an entry point. Returns what was chosen."""
-    policy = openmp_wait_policy(shares_cores)
-    malloc = "malloc keeps freed buffers" if keep_freed_memory() else "malloc as is"
-    return f"{policy}; {malloc}"
+    first thing in an entry point. Returns what was chosen, as ``results.json`` records it."""
+    policy = openmp_wait_policy(openmp_wait, shares_cores)
+    if not malloc_keep_freed:
+        malloc = "as is (process.malloc_keep_freed=false)"
+    else:
+        malloc = "keeps freed buffers" if keep_freed_memory() else "as is (no glibc mallopt)"
+    return {"process/openmp": policy, "process/malloc": malloc}

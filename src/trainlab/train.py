@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the configs use)
+from trainlab.errors import ConfigError
 from trainlab.runtime import tune_process
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -36,11 +37,14 @@ def trials_share_cores() -> bool:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Compose, then train/test; returns ``optimized_metric`` for sweepers."""
-    settings = tune_process(shares_cores=trials_share_cores())  # before torch loads
+    try:  # before torch loads
+        settings = tune_process(cfg.process.openmp_wait, cfg.process.malloc_keep_freed,
+                                shares_cores=trials_share_cores())
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     from trainlab.pipeline import run_job
 
-    log.info("Process settings: %s", settings)
-    return run_job(cfg)
+    return run_job(cfg, settings)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,36 @@
-"""Checks of config values that no constructor sees before training starts.
+"""Every config value is checked before training: against the signature of the class it is
+passed to, and, for the top-level keys no constructor sees, here.
 
-Everything a constructor receives is validated there (DataModule, networks, callbacks,
-Regularization, ...). What remains is checked here, each with one message that names the key,
-the bad value and what is allowed.
+Each problem stops the run with one message that names the key as a user types it, the bad
+value and what is allowed. A key that is not a parameter of its ``_target_`` is refused by
+name, so no setting can be swallowed by ``**kwargs`` or mistyped without notice.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import inspect
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from trainlab.errors import ConfigError
 
 PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
               "transformer-engine")
-
-
-class ConfigError(ValueError):
-    """A config value is out of range or of the wrong type."""
+# Hydra's own keys in a node with a _target_
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+UNCHECKED = object()
+# keys that earlier versions took, and where their setting lives now
+MOVED = {
+    "model.regularization.weight_decay": "weight decay is the optimizer's: model.optimizer.weight_decay "
+                                         "(or regularization=weight_decay)",
+    "model.regularization.decoupled_weight_decay": "decoupled weight decay is the optimizer's: "
+                                                   "optimizer=adamw, or regularization=decoupled with Adam",
+}  # an annotation this module does not check (a class, Callable, Any...)
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -24,6 +40,125 @@ def _check(ok: bool, key: str, value: object, allowed: str) -> None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def accepts(annotation: Any, value: Any) -> bool | object:
+    """Whether a config ``value`` fits ``annotation``; ``UNCHECKED`` where it cannot tell."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return UNCHECKED
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [accepts(a, value) for a in args]
+        if any(v is True for v in verdicts):
+            return True
+        return UNCHECKED if any(v is UNCHECKED for v in verdicts) else False
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return _is_int(value)
+    if annotation is float:
+        return _is_number(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (ListConfig, list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            pairs = zip(args, value, strict=False)
+            return len(args) == len(value) and all(accepts(a, v) is not False for a, v in pairs)
+        return not args or all(accepts(args[0], v) is not False for v in value)
+    if isinstance(annotation, type):  # a YAML scalar is never a Tensor, an Accelerator...
+        return isinstance(value, annotation)
+    return UNCHECKED
+
+
+NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def describe(annotation: Any, plural: bool = False) -> str:
+    """What an annotation allows, in words."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if not (a is int and float in args)]  # a number covers integers
+        return " or ".join(dict.fromkeys(describe(a, plural) for a in kinds))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, tuple, Sequence):
+        return f"a list of {describe(args[0], plural=True)}" if args else "a list"
+    return (PLURALS if plural else NAMES).get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _signature(target: Any) -> tuple[inspect.Signature, dict[str, Any]]:
+    """The signature of a class's constructor or a function, with its resolved type hints."""
+    function = target.__init__ if isinstance(target, type) else target
+    signature = inspect.signature(target)
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # hints that do not resolve at run time: check names only
+        hints = {}
+    return signature, hints
+
+
+def check_node(node: DictConfig, key: str) -> None:
+    """Check the keys and scalar values of one ``_target_`` node against its target."""
+    target_name = node._target_
+    try:
+        target = get_object(target_name)
+    except Exception as err:
+        raise ConfigError(f"{key}._target_={target_name!r} cannot be imported: {err}") from None
+    try:
+        signature, hints = _signature(target)
+    except (TypeError, ValueError):  # builtins without a signature
+        return
+    params = signature.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name in node:
+        name = str(name)
+        if name in HYDRA_KEYS:
+            continue
+        if name not in params:
+            if takes_any:
+                continue
+            allowed = ", ".join(p for p in params if p not in ("self", "params"))
+            hint = MOVED.get(f"{key}.{name}", "remove it or check its spelling")
+            raise ConfigError(f"{key}.{name} is not a parameter of {target_name} (it takes: {allowed}); "
+                              f"{hint}")
+        value = node[name]
+        if isinstance(value, DictConfig) and "_target_" in value:
+            continue  # an object of its own, checked as a node
+        annotation = hints.get(name, params[name].annotation)
+        if accepts(annotation, value) is False:
+            raise ConfigError(f"{key}.{name}={_plain(value)!r} is not allowed: {describe(annotation)} "
+                              f"(a parameter of {target_name})")
+
+
+def _plain(value: Any) -> Any:
+    """A config value as the user wrote it (``[1, 2]``, ``{'a': 1}``) for a message."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value)
+    return value
+
+
+def check_targets(node: Any, key: str = "") -> None:
+    """Walk the config and check every node that has a ``_target_``."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            check_node(node, key)
+        for name in node:
+            check_targets(node[name], f"{key}.{name}" if key else str(name))
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            check_targets(item, f"{key}[{i}]")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -39,8 +174,8 @@ def validate(cfg: DictConfig) -> None:
         value = trainer.get(key)
         _check(value is None or (_is_int(value) and value >= 1), f"trainer.{key}", value,
                "an integer >= 1")
+    check_targets(cfg)
     optimizer = cfg.model.get("optimizer")
     if optimizer is not None and "lr" in optimizer:
         lr = optimizer.lr
-        _check(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0,
-               "model.optimizer.lr", lr, "a number > 0")
+        _check(_is_number(lr) and lr > 0, "model.optimizer.lr", lr, "a number > 0")

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+from trainlab.errors import ConfigError
 from trainlab.init import INIT_LAYERS
 from trainlab.regularization import split_decay_params
 
@@ -26,7 +27,7 @@ def first_and_last_layers(module: nn.Module) -> tuple[nn.Module, nn.Module]:
     """The first and last Linear/Conv layers in registration order (input side, output side)."""
     layers = [m for m in module.modules() if isinstance(m, INIT_LAYERS)]
     if not layers:
-        raise ValueError(f"{type(module).__name__} has no Linear/Conv layer to watch")
+        raise ConfigError(f"{type(module).__name__} has no Linear/Conv layer to watch")
     return layers[0], layers[-1]
 
 
@@ -40,7 +41,7 @@ class Diagnostics(pl.Callback):
 
     def __init__(self, zero_tol: float = 1e-3) -> None:
         if not zero_tol > 0:
-            raise ValueError(f"callbacks.diagnostics.zero_tol must be > 0, got {zero_tol}")
+            raise ConfigError(f"callbacks.diagnostics.zero_tol must be > 0, got {zero_tol}")
         self.zero_tol = zero_tol
         self.layers: tuple[nn.Module, nn.Module] | None = None
 

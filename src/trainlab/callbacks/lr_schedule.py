@@ -1,8 +1,7 @@
-"""Learning-rate decay as a callback that owns the torch scheduler."""
+"""Learning-rate decay as a callback that owns the torch scheduler and steps it with the optimizer."""
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -13,17 +12,24 @@ from pytorch_lightning.cli import LRSchedulerCallable
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau, SequentialLR
 from typing_extensions import override
 
+from trainlab.errors import ConfigError
+
 INTERVALS = ("epoch", "step")
 
 
 class LRSchedule(pl.Callback):
     """Build a torch LR scheduler on the run's optimizer, step it, log the LR, checkpoint it.
 
+    ``interval: step`` steps the scheduler once per *optimizer* step (``trainer.global_step``
+    counts them), so gradient accumulation, ``max_steps`` and a resume in the middle of an
+    accumulation cycle all see the schedule the optimizer sees, as Lightning's own
+    ``lr_scheduler_configs`` would.
+
     Args:
-        scheduler: factory completed with the optimizer (a Hydra ``_partial_``), e.g.
-            ``partial(StepLR, step_size=3, gamma=0.1)``. If the scheduler takes
-            ``total_steps`` (OneCycleLR) and it is not given, the Trainer's number of
-            scheduler steps is filled in.
+        scheduler: factory completed with the optimizer (a Hydra ``_partial_`` or LightningCLI's
+            ``LRSchedulerCallable``), e.g. ``partial(StepLR, step_size=3, gamma=0.1)``. If it
+            takes ``total_steps`` (OneCycleLR) and leaves it unset, the number of scheduler
+            steps of the whole run is filled in.
         interval: ``epoch`` (step after every training epoch) or ``step`` (after every
             optimizer step).
         warmup: number of intervals of linear warmup from ``warmup_start_factor * lr`` in front
@@ -35,30 +41,40 @@ class LRSchedule(pl.Callback):
     def __init__(self, scheduler: LRSchedulerCallable, interval: str = "epoch", warmup: int = 0,
                  warmup_start_factor: float = 0.1, monitor: str | None = None) -> None:
         if interval not in INTERVALS:
-            raise ValueError(f"callbacks.lr_schedule.interval must be one of {INTERVALS}, got {interval!r}")
+            raise ConfigError(f"callbacks.lr_schedule.interval must be one of {INTERVALS}, got {interval!r}")
         if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"callbacks.lr_schedule.warmup must be an integer >= 0, got {warmup!r}")
+            raise ConfigError(f"callbacks.lr_schedule.warmup must be an integer >= 0, got {warmup!r}")
         if not 0 < warmup_start_factor <= 1:
-            raise ValueError("callbacks.lr_schedule.warmup_start_factor must be in (0, 1], "
-                             f"got {warmup_start_factor}")
+            raise ConfigError("callbacks.lr_schedule.warmup_start_factor must be in (0, 1], "
+                              f"got {warmup_start_factor}")
         self.factory, self.interval = scheduler, interval
         self.warmup, self.warmup_start_factor = warmup, warmup_start_factor
         self.monitor = monitor
-        self.plateau = _target_is(scheduler, ReduceLROnPlateau)
+        self.fills_total_steps = _leaves_total_steps_unset(scheduler)
+        self.plateau = isinstance(self._probe(), ReduceLROnPlateau)
         if self.plateau and not monitor:
-            raise ValueError("callbacks.lr_schedule.monitor must name a metric (e.g. val/loss) "
-                             "for ReduceLROnPlateau")
+            raise ConfigError("callbacks.lr_schedule.monitor must name a metric (e.g. val/loss) "
+                              "for ReduceLROnPlateau")
         if self.plateau and warmup:
-            raise ValueError("callbacks.lr_schedule.warmup is not supported with ReduceLROnPlateau; "
-                             "set warmup=0")
+            raise ConfigError("callbacks.lr_schedule.warmup is not supported with ReduceLROnPlateau; "
+                              "set warmup=0")
         self.scheduler: LRScheduler | ReduceLROnPlateau | None = None
         self._pending_state: dict | None = None
+        self._stepped = 0  # scheduler steps taken: optimizer steps done, up to the last one
+        self._total = 0  # intervals in the run
+
+    def _probe(self) -> LRScheduler | ReduceLROnPlateau:
+        """The scheduler built on a throwaway optimizer: its arguments are checked before training."""
+        probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        try:
+            return self.build(probe, total_steps=self.warmup + 1)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"callbacks.lr_schedule.scheduler: {err}") from None
 
     def build(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None):
         """Create the scheduler (with warmup in front) for ``optimizer``."""
         kwargs = {}
-        if total_steps is not None and "total_steps" in _parameters(self.factory) \
-                and getattr(self.factory, "keywords", {}).get("total_steps") is None:
+        if total_steps is not None and self.fills_total_steps:
             kwargs["total_steps"] = total_steps - self.warmup
         main = self.factory(optimizer, **kwargs)
         if self.warmup:
@@ -69,31 +85,38 @@ class LRSchedule(pl.Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = trainer.optimizers[0]
+        # a resumed run's optimizer arrives restored (lr, momentum...); building a scheduler
+        # rewrites its groups, so keep them and put them back once the scheduler is restored
+        restored = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         total = int(trainer.estimated_stepping_batches) if self.interval == "step" else trainer.max_epochs
         self.scheduler = self.build(optimizer, total)
+        self._stepped, self._total = trainer.global_step, total
         if self._pending_state is not None:  # resumed: continue where the checkpoint stopped
             self.scheduler.load_state_dict(self._pending_state)
-            for group, lr in zip(optimizer.param_groups, self._last_lrs(), strict=True):
-                group["lr"] = lr
+            for group, saved in zip(optimizer.param_groups, restored, strict=True):
+                group.update(saved)
             self._pending_state = None
 
-    def _last_lrs(self) -> list[float]:
-        if isinstance(self.scheduler, ReduceLROnPlateau):
-            return list(self.scheduler._last_lr)
-        return list(self.scheduler.get_last_lr())
-
-    def _log_lr(self, pl_module: pl.LightningModule) -> None:
-        pl_module.log("train/lr", self._last_lrs()[0], on_step=self.interval == "step",
+    def _log_lr(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        pl_module.log("train/lr", lr, on_step=self.interval == "step",
                       on_epoch=self.interval == "epoch")
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.interval == "step" and not self.plateau and outputs is not None:
-            if trainer.global_step >= trainer.estimated_stepping_batches:
-                return  # the run is over: one more step would leave the schedule's range
+        if self.interval != "step" or self.plateau:
+            return
+        # one scheduler step per optimizer step (none inside an accumulation cycle), and none
+        # after the run's last one: that LR would never be used, and OneCycleLR would leave its
+        # range (a negative LR) or refuse
+        target = min(trainer.global_step, self._total - 1)
+        if self._stepped >= target:
+            return
+        while self._stepped < target:
             self.scheduler.step()
-            if trainer.global_step % trainer.log_every_n_steps == 0:
-                self._log_lr(pl_module)
+            self._stepped += 1
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self._log_lr(trainer, pl_module)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -107,7 +130,7 @@ class LRSchedule(pl.Callback):
             self.scheduler.step(float(value))
         else:
             self.scheduler.step()
-        self._log_lr(pl_module)
+        self._log_lr(trainer, pl_module)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -118,21 +141,17 @@ class LRSchedule(pl.Callback):
         self._pending_state = state_dict.get("scheduler")
 
 
-def _target(factory: Callable) -> Callable:
-    """What a scheduler factory builds: ``partial(cls, ...)`` from Hydra, or jsonargparse's
-    ``partial(call_without_instantiate_context, instantiator, cls, ...)`` from LightningCLI."""
-    if isinstance(factory, functools.partial):
-        return next((a for a in (factory.func, *factory.args) if isinstance(a, type)), factory.func)
-    return factory
+def _leaves_total_steps_unset(factory: Callable) -> bool:
+    """Whether ``factory`` takes ``total_steps`` and leaves it None (OneCycleLR without it).
 
-
-def _parameters(factory: Callable) -> set[str]:
+    Read from the partial's public ``keywords`` (LightningCLI's factories list every argument
+    there) or else from the factory's signature (Hydra's ``functools.partial(cls, ...)``).
+    """
+    keywords = getattr(factory, "keywords", None) or {}
+    if "total_steps" in keywords:
+        return keywords["total_steps"] is None
     try:
-        return set(inspect.signature(_target(factory)).parameters)
+        param = inspect.signature(factory).parameters.get("total_steps")
     except (TypeError, ValueError):
-        return set()
-
-
-def _target_is(factory: Callable, cls: type) -> bool:
-    target = _target(factory)
-    return isinstance(target, type) and issubclass(target, cls)
+        return False
+    return param is not None and param.default is None

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from trainlab.data.in_memory import InMemoryDataModule
 from trainlab.data.sources import ImageSplits
+from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,14 @@ class ImageDataModule(InMemoryDataModule):
                  split_seed: int = 0, shuffle_seed: int = 0) -> None:
         super().__init__()
         if normalize not in NORMALIZE_CHOICES:
-            raise ValueError(f"data.normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+            raise ConfigError(f"data.normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
         for key, value, low in (("data.batch_size", batch_size, 1),
                                 ("data.eval_batch_size", eval_batch_size, 1),
                                 ("data.val_size", val_size, 0)):
             if not isinstance(value, int) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
         if train_subset is not None and train_subset < 1:
-            raise ValueError(f"data.train_subset must be null or >= 1, got {train_subset}")
+            raise ConfigError(f"data.train_subset must be null or >= 1, got {train_subset}")
         self.source = source
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -94,12 +95,12 @@ class ImageDataModule(InMemoryDataModule):
         data = self.source()
         shape = tuple(data.train_x.shape[1:])
         if shape != self.input_shape:
-            raise ValueError(f"data.input_shape is {list(self.input_shape)} but the data is {list(shape)}")
+            raise ConfigError(f"data.input_shape is {list(self.input_shape)} but the data is {list(shape)}")
         found = int(max(data.train_y.max(), data.test_y.max())) + 1
         if found > self.num_classes:
-            raise ValueError(f"data.num_classes is {self.num_classes} but labels go up to {found - 1}")
+            raise ConfigError(f"data.num_classes is {self.num_classes} but labels go up to {found - 1}")
         if self.val_size >= len(data.train_x):
-            raise ValueError(f"data.val_size must be < {len(data.train_x)} (training images), "
+            raise ConfigError(f"data.val_size must be < {len(data.train_x)} (training images), "
                              f"got {self.val_size}")
         order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]

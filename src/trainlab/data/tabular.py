@@ -10,6 +10,7 @@ import torch
 from typing_extensions import override
 
 from trainlab.data.in_memory import InMemoryDataModule
+from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def load_table(name: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets
 
     if name not in DATASETS:
-        raise ValueError(f"data.dataset must be one of {DATASETS}, got {name!r}")
+        raise ConfigError(f"data.dataset must be one of {DATASETS}, got {name!r}")
     bunch = getattr(datasets, f"load_{name}")()
     return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
 
@@ -66,19 +67,19 @@ class TabularDataModule(InMemoryDataModule):
                  split_seed: int = 0, shuffle_seed: int = 0, augment: Any = None) -> None:
         super().__init__()
         if augment is not None and len(augment) > 0:
-            raise ValueError("augmentation acts on image batches; tabular data takes "
+            raise ConfigError("augmentation acts on image batches; tabular data takes "
                              f"augmentation=none, got {augment!r}")
         if dataset not in DATASETS:
-            raise ValueError(f"data.dataset must be one of {DATASETS}, got {dataset!r}")
+            raise ConfigError(f"data.dataset must be one of {DATASETS}, got {dataset!r}")
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
             if not 0 < value < 0.5:
-                raise ValueError(f"{key} must be in (0, 0.5), got {value}")
+                raise ConfigError(f"{key} must be in (0, 0.5), got {value}")
         if not 0 <= outlier_fraction < 1:
-            raise ValueError(f"data.outlier_fraction must be in [0, 1), got {outlier_fraction}")
+            raise ConfigError(f"data.outlier_fraction must be in [0, 1), got {outlier_fraction}")
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+            raise ConfigError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
         if scaler is not None and not (hasattr(scaler, "fit") and hasattr(scaler, "transform")):
-            raise ValueError(f"data.scaler must be a scikit-learn transformer or null, got {scaler!r}")
+            raise ConfigError(f"data.scaler must be a scikit-learn transformer or null, got {scaler!r}")
         self.dataset, self.scaler = dataset, scaler
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -94,7 +95,7 @@ class TabularDataModule(InMemoryDataModule):
 
         x, y = load_table(self.dataset)
         if (x.shape[1],) != self.input_shape or int(y.max()) + 1 != self.num_classes:
-            raise ValueError(f"{self.dataset} has {x.shape[1]} features and {int(y.max()) + 1} "
+            raise ConfigError(f"{self.dataset} has {x.shape[1]} features and {int(y.max()) + 1} "
                              f"classes; the config says {list(self.input_shape)} and {self.num_classes}")
         x_rest, x_test, y_rest, y_test = train_test_split(
             x, y, test_size=self.test_fraction, random_state=self.split_seed, stratify=y)

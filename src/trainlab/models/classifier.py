@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -14,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
+from trainlab.errors import ConfigError
 from trainlab.regularization import Regularization
 
 # Completed with parameter groups: ``partial(torch.optim.Adam, lr=1e-3)`` from Hydra's ``_partial_``,
@@ -46,10 +46,10 @@ class Classifier(pl.LightningModule):
                  channels_last: bool = False, compile: bool = False, tta_flip: bool = False) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         input_shape = [int(s) for s in input_shape]  # plain list: checkpoints load weights_only
         if tta_flip and len(input_shape) != 3:
-            raise ValueError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
+            raise ConfigError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
                              "it needs (channels, height, width): set model.tta_flip=false")
         self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
         self.net = net
@@ -65,28 +65,14 @@ class Classifier(pl.LightningModule):
         self.tta_flip = tta_flip
         self.example_input_array = torch.zeros(2, *input_shape)
         self.top_k = 5 if num_classes > 5 else 0
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         for stage in ("val", "test"):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
             setattr(self, f"{stage}_loss", MeanMetric())
             if self.top_k:
                 setattr(self, f"{stage}_acc_top{self.top_k}",
                         MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
-        # The epoch's training sums, with no metric object in the hot loop: loss * n, penalty * n
-        # and n as Python numbers (the loss is read each step anyway, to catch divergence), the
-        # correct count in a buffer (one in-place add per step, no sync). Reduced across ranks
-        # once per epoch. (Holding the logits to count them in blocks saved about 0.1 ms per
-        # step but scattered small live tensors through the heap: +0.6 GB peak RSS.)
-        self.register_buffer("train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
-        self._train_sums = [0.0, 0.0, 0]  # loss * n, penalty * n, n
         self.status = "ok"
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets _current_fx_name around every hook call (~40 times per training step);
-        # nn.Module.__setattr__ checks parameters, buffers and submodules first. A str is none.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,40 +97,22 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        total, penalty_value = loss, 0.0
+        total = loss
         if self.regularization.has_penalty:
             penalty = self.regularization.penalty(self.net)
-            total, penalty_value = loss + penalty, penalty.item()
-        loss_value = loss.item()  # the host reads of the step
-        if not math.isfinite(loss_value + penalty_value):
+            total = loss + penalty
+            self.log("train/reg_loss", penalty, on_step=False, on_epoch=True, sync_dist=True)
+        if not torch.isfinite(total.detach()).item():
             # Skip the step so the weights (and the next checkpoint) stay the last good ones.
             self.status = "diverged"
             self.trainer.should_stop = True
             return None
-        n = y.shape[0]
-        sums = self._train_sums
-        sums[0] += loss_value * n
-        sums[1] += penalty_value * n
-        sums[2] += n
-        with torch.no_grad():
-            hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
-            self.train_correct.add_((logits.argmax(dim=1) == hard).sum())
-        if self.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
+        self.train_acc(logits.detach(), hard)
+        # the bar shows this step's loss and accuracy; the epoch means go to train/loss, train/acc
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
         return total
-
-    @override
-    def on_train_epoch_end(self) -> None:
-        sums = torch.tensor([*self._train_sums, self.train_correct.item()],
-                            dtype=torch.float64, device=self.train_correct.device)
-        loss_sum, reg_sum, seen, correct = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        if seen > 0:
-            self.log("train/loss", loss_sum / seen, sync_dist=False)
-            self.log("train/acc", correct / seen, prog_bar=True, sync_dist=False)
-            if self.regularization.has_penalty:
-                self.log("train/reg_loss", reg_sum / seen, sync_dist=False)
-        self.train_correct.zero_()
-        self._train_sums = [0.0, 0.0, 0]
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
@@ -182,11 +150,17 @@ class Classifier(pl.LightningModule):
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer,
                                     gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
-        # Lightning's clipping runs only with trainer.gradient_clip_val set (trainlab's own is
-        # the grad_clip callback); otherwise skip its per-step checks.
-        if gradient_clip_val:
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        """Lightning's clipping (``trainer.gradient_clip_val``, ``gradient_clip_algorithm``),
+        with the total gradient norm before and after it logged on logging steps."""
+        watch = bool(gradient_clip_val) and self.trainer.global_step % self.trainer.log_every_n_steps == 0
+        if watch:
+            self.log("grad/norm_pre_clip", grad_norm(optimizer), on_step=True, on_epoch=False)
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if watch:
+            self.log("grad/norm_post_clip", grad_norm(optimizer), on_step=True, on_epoch=False)
 
-    @override
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.regularization.apply_decoupled(optimizer)
+
+def grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Total 2-norm of the gradients of ``optimizer``'s parameters (what norm clipping bounds)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).detach() if grads else torch.zeros(())

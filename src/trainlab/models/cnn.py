@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, Dropout, check_batchnorm, check_dropout
+from trainlab.errors import ConfigError
+from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, check_batchnorm, check_dropout, dropout_layer
 from trainlab.models.layers import activation as make_activation
 
 
@@ -32,6 +33,8 @@ class CNN(nn.Module):
             BN and the activation then run on a quarter of the pixels, which on a CPU makes
             the [16, 32, 64] net 1.4x faster (BENCHMARKS.md). Not the same function: BN
             normalizes the pooled maxima.
+        fast_dropout: ``trainlab.models.layers.FastDropout`` instead of ``nn.Dropout`` (a
+            faster CPU mask from other random draws; opt-in, measured in BENCHMARKS.md).
 
     With ``pool_first=false`` and an activation in ``POOL_COMMUTING_ACTIVATIONS`` (ReLU...), the
     modules run conv-BN-pool-act: max-pooling commutes with a non-decreasing activation, so
@@ -44,16 +47,16 @@ class CNN(nn.Module):
                  channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: int = 0,
                  activation: str = "ReLU", batchnorm: bool = True, bn_momentum: float = 0.1,
                  bn_eps: float = 1e-5, dropout: float = 0.25, dropout_where: str = "head",
-                 dropout2d: float = 0.0, pool_first: bool = False) -> None:
+                 dropout2d: float = 0.0, pool_first: bool = False, fast_dropout: bool = False) -> None:
         super().__init__()
         check_dropout(dropout, dropout_where)
         check_dropout(dropout2d, "head", key="model.net.dropout2d")
         check_batchnorm(bn_momentum, bn_eps)
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"model.net.kernel_size must be a positive odd integer, got {kernel_size}")
+            raise ConfigError(f"model.net.kernel_size must be a positive odd integer, got {kernel_size}")
         in_ch, height, width = input_shape
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
-            raise ValueError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
+            raise ConfigError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
                              f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
         blocks: list[nn.Module] = []
         for out_ch in channels:
@@ -70,7 +73,7 @@ class CNN(nn.Module):
             if dropout2d > 0:
                 blocks += [nn.Dropout2d(dropout2d)]
             if dropout > 0 and dropout_where == "all":
-                blocks += [Dropout(dropout)]
+                blocks += [dropout_layer(dropout, fast_dropout)]
             in_ch, height, width = out_ch, height // 2, width // 2
         self.features = nn.Sequential(*blocks)
         head: list[nn.Module] = [nn.Flatten()]
@@ -81,7 +84,7 @@ class CNN(nn.Module):
             head += [make_activation(activation)]
             features = hidden
         if dropout > 0:
-            head += [Dropout(dropout)]
+            head += [dropout_layer(dropout, fast_dropout)]
         head += [nn.Linear(features, num_classes)]
         self.head = nn.Sequential(*head)
 

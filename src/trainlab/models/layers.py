@@ -6,12 +6,16 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+from trainlab.errors import ConfigError
+
 DROPOUT_WHERE = ("head", "all")
 
 
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a faster mask on the CPU: each element is kept with probability
-    ``1 - p`` and scaled by the inverse of that probability, as ``nn.Dropout`` does.
+class FastDropout(nn.Dropout):
+    """An opt-in (``model.net.fast_dropout=true``) ``nn.Dropout`` with a faster mask on the
+    CPU: each element is kept with probability ``1 - p`` and scaled by the inverse of that
+    probability, as ``nn.Dropout`` does, but from other random draws (so a run's numbers differ
+    from ``nn.Dropout``'s, and from the same run on a GPU).
 
     PyTorch's CPU dropout draws its mask with ``bernoulli_``: 2.6 ms for the default CNN's
     128 x 3136 head activations on the benchmark machine, and a float32 uniform per element
@@ -42,6 +46,11 @@ class Dropout(nn.Dropout):
         return x.mul_(mask).mul_(scale) if self.inplace else (x * mask).mul_(scale)
 
 
+def dropout_layer(p: float, fast: bool = False) -> nn.Dropout:
+    """``nn.Dropout(p)``, PyTorch's own; ``fast``: :class:`FastDropout` (CPU mask, opt-in)."""
+    return FastDropout(p) if fast else nn.Dropout(p)
+
+
 # activations whose backward reads only their output's sign or range: in place, the gradients
 # are bit for bit the same (ELU's family rebuilds exp(x) from the output: not bit for bit)
 INPLACE_ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "Hardtanh")
@@ -61,7 +70,7 @@ def activation(name: str) -> nn.Module:
     """
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"model.net.activation must name a torch.nn activation class such as "
+        raise ConfigError(f"model.net.activation must name a torch.nn activation class such as "
                          f"ReLU, Sigmoid, Tanh, GELU, LeakyReLU; got {name!r}")
     return cls(inplace=True) if name in INPLACE_ACTIVATIONS else cls()
 
@@ -69,14 +78,14 @@ def activation(name: str) -> nn.Module:
 def check_dropout(dropout: float, dropout_where: str, key: str = "model.net.dropout") -> None:
     """Raise a ValueError naming the key unless ``0 <= dropout < 1`` and the place is known."""
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{key} must be in [0, 1), got {dropout}")
+        raise ConfigError(f"{key} must be in [0, 1), got {dropout}")
     if dropout_where not in DROPOUT_WHERE:
-        raise ValueError(f"model.net.dropout_where must be one of {DROPOUT_WHERE}, got {dropout_where!r}")
+        raise ConfigError(f"model.net.dropout_where must be one of {DROPOUT_WHERE}, got {dropout_where!r}")
 
 
 def check_batchnorm(momentum: float, eps: float) -> None:
     """Raise a ValueError naming the key unless BN momentum is in [0, 1] and eps > 0."""
     if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"model.net.bn_momentum must be in [0, 1], got {momentum}")
+        raise ConfigError(f"model.net.bn_momentum must be in [0, 1], got {momentum}")
     if not eps > 0:
-        raise ValueError(f"model.net.bn_eps must be > 0, got {eps}")
+        raise ConfigError(f"model.net.bn_eps must be > 0, got {eps}")
