@@ -16,17 +16,19 @@ process for several rounds so that concurrent load on a shared machine hits them
 - ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
   float tensors normalized once up front (the fastest a user would write): trainlab's loop
   overhead is ``trainlab/hand``.
-- ``hand_torch``: the same hand loop with PyTorch's stock pieces where trainlab has faster ones
-  (``nn.Dropout``, out-of-place activations before each max-pool, the optimizer's per-tensor
-  loop; see ``scripts/bench_nets.py``): the same function written from PyTorch's parts.
+- ``hand_torch``: the same hand loop with PyTorch's stock pieces where trainlab's network has
+  faster ones (out-of-place activations before each max-pool, ``nn.Dropout`` and the optimizer's
+  per-tensor loop where an opt-in switched them; see ``scripts/bench_nets.py``): the same
+  function written from PyTorch's parts.
 - ``torchvision0`` / ``torchvision2``: the same hand loop fed by ``torchvision.datasets``-style
   per-sample ``ToTensor() + Normalize`` through a ``DataLoader`` with 0 / 2 workers, as
   lightning-hydra-template does.
 
-All variants run in one process with the settings ``python train.py`` chooses before torch loads
-(``trainlab.runtime``): OpenMP threads that spin between ops on an idle machine and sleep
-when other work is running, and glibc malloc thresholds that keep freed activation buffers
-(``--default-malloc`` leaves them as they are).
+All variants run in one process with the settings ``python train.py`` chooses by default before
+torch loads (``trainlab.runtime``, ``process`` in ``conf/train.yaml``): OpenMP threads that spin
+between ops (``OMP_WAIT_POLICY=PASSIVE`` in the environment makes them sleep), glibc malloc
+thresholds that keep freed activation buffers (``--default-malloc`` leaves them as they are),
+and no NVML probe per Adam step where NVML cannot load.
 Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed ones (the time between two
 ``on_train_batch_start``-equivalent points, so data loading and every per-step hook count).
 One untimed round of every variant comes first. The per-round ratios are ratios of variants
@@ -215,7 +217,7 @@ class Bench:
         channels_last = model.channels_last
         if not stock:
             return model.net.train(), model.configure_optimizers(), channels_last, cfg
-        net = switch_off(model.net, {"op", "ap"}).train()
+        net = switch_off(model.net, {"op", "ap", "td"}).train()
         factory = model.optimizer_factory
         unfused = {"fused": None} if getattr(factory, "keywords", {}).get("fused") else {}
         return net, factory(model.regularization.param_groups(net), **unfused), channels_last, cfg

@@ -47,11 +47,12 @@ def parse_variant(name: str) -> tuple[dict, set[str]]:
 
 
 def switch_off(net, flags: set[str]):
-    """``net`` with its in-place activations made out-of-place (``op``) and each activation
-    that follows a max-pool moved before it (``ap``)."""
+    """``net`` with its in-place activations made out-of-place (``op``), each activation that
+    follows a max-pool moved before it (``ap``) and any opt-in ``FastDropout`` replaced by
+    ``nn.Dropout`` (``td``)."""
     from torch import nn
 
-    from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS
+    from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, FastDropout
 
     if "ap" in flags and hasattr(net, "features"):
         layers = list(net.features)
@@ -61,9 +62,12 @@ def switch_off(net, flags: set[str]):
                 layers[i], layers[i + 1] = after, layer  # pool-act -> act-pool
         net.features = nn.Sequential(*layers)
 
-    for child in net.modules():
-        if "op" in flags and getattr(child, "inplace", False) and not isinstance(child, nn.Dropout):
-            child.inplace = False
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if "td" in flags and isinstance(child, FastDropout):
+                setattr(module, name, nn.Dropout(child.p))
+            elif "op" in flags and getattr(child, "inplace", False) and not isinstance(child, nn.Dropout):
+                child.inplace = False
     return net
 
 

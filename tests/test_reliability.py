@@ -17,6 +17,7 @@ from conftest import ROOT, compose_cfg, run_cli
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
 from trainlab.pipeline import build, fit_and_test
+from trainlab.results import metrics_files, read_metrics
 
 STABLE = ("wall_s", "run_dir", "tested_checkpoint")
 
@@ -129,6 +130,12 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     b = json.loads((killed / "results.json").read_text())
     assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
     assert (killed / ".hydra" / "overrides.yaml").read_text().count("max_epochs=6") == 1
+    # one metrics file per attempt; joined, the learning curve is the uninterrupted run's
+    assert [p.parent.name for p in metrics_files(killed)] == ["version_0", "version_1"]
+
+    def val_curve(rows):
+        return {r["epoch"]: r["val/acc"] for r in rows if r.get("val/acc")}
+    assert val_curve(read_metrics(killed)) == val_curve(read_metrics(straight))
 
 
 @pytest.mark.slow

@@ -65,7 +65,8 @@ class Classifier(pl.LightningModule):
         self.tta_flip = tta_flip
         self.example_input_array = torch.zeros(2, *input_shape)
         self.top_k = 5 if num_classes > 5 else 0
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # predicted classes in, no per-step input checks (the labels are checked by the data)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
             setattr(self, f"{stage}_loss", MeanMetric())
@@ -108,11 +109,20 @@ class Classifier(pl.LightningModule):
             self.trainer.should_stop = True
             return None
         hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
-        self.train_acc(logits.detach(), hard)
-        # the bar shows this step's loss and accuracy; the epoch means go to train/loss, train/acc
+        preds = logits.detach().argmax(dim=1)
+        self.train_acc.update(preds, hard)
+        # the bar shows this step's loss and accuracy; train/loss and train/acc are the epoch's
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc_step", (preds == hard).float().mean(), on_step=True, on_epoch=False,
+                 prog_bar=True)
         return total
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        # computed once per epoch (over every rank's samples), not logged as a Metric object per
+        # step: Lightning walks a logged Metric's attributes on every call (BENCHMARKS.md)
+        self.log("train/acc", self.train_acc.compute())
+        self.train_acc.reset()
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
