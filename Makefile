@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all sweep bench lint clean
+.PHONY: install train test test-e2e test-all sweep bench lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15 -m '(e2e or slow) and not gpu' $(ARGS)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m '' $(ARGS)

@@ -29,6 +29,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.e2e
 def test_fit_writes_config_checkpoints_and_obeys_optimizer_and_scheduler_flags(tmp_path):
     proc = cli("fit", "--config", DIGITS, "--trainer.max_epochs=2",
                f"--trainer.default_root_dir={tmp_path / 'root'}", "--trainer.enable_progress_bar=false",
@@ -51,6 +52,7 @@ def test_fit_writes_config_checkpoints_and_obeys_optimizer_and_scheduler_flags(t
     assert ckpt["epoch"] == 1 and "ImageDataModule" in ckpt  # normalization stats travel along
 
 
+@pytest.mark.e2e
 def test_print_config_loads_back(tmp_path):
     printed = cli("fit", "--config", DIGITS, "--model.optimizer=AdamW", "--print_config",
                   cwd=tmp_path)

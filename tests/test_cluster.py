@@ -88,6 +88,7 @@ def test_tasks_and_gpus_per_node():
     assert gpus_per_node("gpu", 4) == 4 and gpus_per_node("cpu", 4) == 0
 
 
+@pytest.mark.e2e
 def test_submitit_local_sweep_writes_one_result_per_trial(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "hydra/launcher=submitit_local", "data=digits", "trainer.max_epochs=1",

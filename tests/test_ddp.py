@@ -39,6 +39,7 @@ def steps_per_epoch(batch_size: int = 64) -> int:
     return DIGITS_TRAIN // WORLD // batch_size  # each rank: its equal shard, whole batches
 
 
+@pytest.mark.e2e
 def test_ddp_run_writes_one_run_dir_with_metrics_over_both_ranks(tmp_path):
     proc = run_cli("trainer=ddp_cpu", "data=digits", "trainer.max_epochs=2",
                    "callbacks.progress_bar=null", cwd=tmp_path)
@@ -66,6 +67,7 @@ def test_ddp_run_writes_one_run_dir_with_metrics_over_both_ranks(tmp_path):
     assert proc.stdout.count("total params") == 1  # rank 1 printed no model summary
 
 
+@pytest.mark.e2e
 def test_ddp_sweep_gives_each_trial_its_own_ranks_and_one_dir(tmp_path):
     proc = run_cli("-m", "trainer=ddp_cpu", "data=digits", "trainer.max_epochs=1", "seed=1,2",
                    "callbacks.progress_bar=null", cwd=tmp_path, timeout=400)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 USER_NET = '''
@@ -42,6 +43,7 @@ def run_with_user_net(tmp_path: Path, *overrides: str) -> subprocess.CompletedPr
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.e2e
 def test_a_bug_in_a_users_network_shows_its_traceback(tmp_path):
     proc = run_with_user_net(tmp_path)
     assert proc.returncode != 0
@@ -50,6 +52,7 @@ def test_a_bug_in_a_users_network_shows_its_traceback(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+@pytest.mark.e2e
 def test_a_bad_setting_of_the_same_network_is_one_line(tmp_path):
     proc = run_with_user_net(tmp_path, "+model.net.width=abc")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -33,6 +33,7 @@ def trained_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.e2e
 def test_eval_reproduces_the_runs_test_and_predicts_into_its_own_dir(trained_run, tmp_path):
     results = json.loads((trained_run / "results.json").read_text())
     ckpt = trained_run / "checkpoints" / results["tested_checkpoint"]

@@ -85,3 +85,16 @@ def test_every_top_level_setting_of_train_yaml_is_read_by_the_code():
         for name in names:
             assert re.search(rf"cfg\.{re.escape(name)}\b|get\(\"{re.escape(name)}\"", source), \
                 f"conf/train.yaml's {name} is read nowhere in src/trainlab"
+
+
+@pytest.mark.parametrize(("override", "where"), [
+    ("trainer.enable_progress_bar=false", "callbacks.progress_bar"),
+    ("+trainer.enable_checkpointing=false", "callbacks.model_checkpoint"),
+])
+def test_a_trainer_flag_that_contradicts_a_configured_callback_names_the_one_key(cfg_factory, override,
+                                                                                 where):
+    from trainlab.pipeline import build
+
+    with pytest.raises(ConfigError, match=rf"while {where} is set: .* set {where}=null"):
+        build(cfg_factory("data=digits", override))
+    build(cfg_factory("data=digits", override, f"{where}=null"))  # one key: it builds

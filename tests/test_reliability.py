@@ -26,6 +26,7 @@ def metrics_of(results: dict) -> dict:
     return {k: v for k, v in results.items() if k not in STABLE}
 
 
+@pytest.mark.e2e
 def test_same_seed_same_results(tmp_path):
     runs = []
     for i in range(2):
@@ -80,6 +81,7 @@ def test_resume_dir_that_does_not_exist_is_a_clear_error(tmp_path):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.e2e
 def test_corrupt_data_file_fails_before_training_naming_the_file(tmp_path):
     root = tmp_path / "fm"
     root.mkdir()

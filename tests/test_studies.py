@@ -106,6 +106,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.e2e
 def test_study_sweep_writes_the_report(tmp_path):
     """2 options x 2 seeds of the regularization study, 1 epoch: one row per trial and the
     means in summary.md are those of the trials' results.json."""
@@ -136,6 +137,7 @@ def test_study_sweep_writes_the_report(tmp_path):
         assert (sweep / plot).stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "+experiment=study/regularization", "model={}",

@@ -16,6 +16,7 @@ RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "tra
                "process/nvml_check"}
 
 
+@pytest.mark.e2e
 def test_digits_run_writes_the_outputs_contract(tmp_path):
     run = tmp_path / "run"
     proc = run_cli("data=digits", "trainer.max_epochs=3", f"hydra.run.dir={run}")
@@ -35,6 +36,7 @@ def test_digits_run_writes_the_outputs_contract(tmp_path):
     assert "Conv2d" in proc.stdout and "[-1, 32, 8, 8]" in proc.stdout  # summary with input size
 
 
+@pytest.mark.e2e
 def test_multirun_over_optimizers_writes_one_result_each(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "data=digits", "trainer.max_epochs=1",
@@ -48,6 +50,7 @@ def test_multirun_over_optimizers_writes_one_result_each(tmp_path):
     assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
 
 
+@pytest.mark.e2e
 def test_bad_value_exits_nonzero_before_training_with_key_and_allowed(tmp_path):
     proc = run_cli("data=digits", "model.net.dropout=1.5", f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode != 0
@@ -55,6 +58,7 @@ def test_bad_value_exits_nonzero_before_training_with_key_and_allowed(tmp_path):
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
+@pytest.mark.e2e
 def test_run_dir_holding_a_run_is_never_overwritten(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -57,7 +57,7 @@ def trial_devices(n_gpus: int, trial: int | None = None, visible_gpus: int | Non
         return 1
     if n_gpus > visible_gpus:
         raise ConfigError(f"gpu_pack.n_gpus={n_gpus} but this machine shows {visible_gpus} GPU(s); "
-                         f"use at most {visible_gpus}")
+                          f"use at most {visible_gpus}")
     if trial is None:
         trial = _current_job_num()
     return [gpu_for_trial(trial, n_gpus)]

@@ -76,7 +76,7 @@ class PretrainedInit:
             blob = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle errors vary; all mean "not a safe weights file"
             raise ConfigError(f"model.init.path: {self.path} is not a loadable weights file "
-                             f"with weights_only=True ({err})") from err
+                              f"with weights_only=True ({err})") from err
         state = blob.get("state_dict", blob)
         if any(k.startswith(self.prefix) for k in state):
             state = {k[len(self.prefix):]: v for k, v in state.items() if k.startswith(self.prefix)}
@@ -95,10 +95,10 @@ class PretrainedInit:
         if self.strict and (self.report["missing"] or self.report["unexpected"]
                             or self.report["shape_mismatch"]):
             raise ConfigError(f"model.init (pretrained, strict): {self.path} does not match the "
-                             f"network: missing={self.report['missing']}, unexpected="
-                             f"{self.report['unexpected']}, shape_mismatch="
-                             f"{self.report['shape_mismatch']}; set model.init.strict=false to "
-                             "load the matching part")
+                              f"network: missing={self.report['missing']}, unexpected="
+                              f"{self.report['unexpected']}, shape_mismatch="
+                              f"{self.report['shape_mismatch']}; set model.init.strict=false to "
+                              "load the matching part")
         module.load_state_dict(loadable, strict=False)
         log.info("Pretrained init from %s: loaded %d tensors, missing %d, unexpected %d, "
                  "shape mismatch %d", self.path, *(len(v) for v in self.report.values()))

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab.console import print_config_tree, summary
@@ -32,6 +32,9 @@ from trainlab.validate import validate
 log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
+# Trainer flags that switch off a callback the config also lists: (flag, callback class, key)
+SWITCHED_CALLBACKS = (("enable_progress_bar", ProgressBar, "callbacks.progress_bar"),
+                      ("enable_checkpointing", ModelCheckpoint, "callbacks.model_checkpoint"))
 # what a user fixes in the config or on disk: one line, no traceback
 SETUP_ERRORS = (ConfigError, DataUnavailableError)
 
@@ -88,6 +91,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = instantiate_dict(cfg.get("callbacks"))
+    for key, cls, where in SWITCHED_CALLBACKS:  # two keys for one thing must agree
+        if cfg.trainer.get(key) is False and any(isinstance(c, cls) for c in callbacks):
+            raise ConfigError(f"trainer.{key}=false while {where} is set: the callback is the "
+                              f"setting; set {where}=null to switch it off")
     loggers = instantiate_dict(cfg.get("logger"))
     defaults: dict[str, Any] = {}
     if cfg.trainer.get("enable_progress_bar") is None:  # callbacks.progress_bar=null: no bar at all

@@ -20,7 +20,7 @@ def run_dir(resume: str | None, new_dir: str) -> str:
     path = Path(resume)
     if not (path / ".hydra" / "config.yaml").is_file():
         raise ConfigError(f"resume={resume!r}: not a trainlab run directory (no .hydra/config.yaml); "
-                         "pass the directory of an earlier run, e.g. resume=outputs/runs/<date>_<time>")
+                          "pass the directory of an earlier run, e.g. resume=outputs/runs/<date>_<time>")
     if not (path / "checkpoints" / "last.ckpt").is_file():
         raise ConfigError(f"resume={resume!r}: no checkpoints/last.ckpt to continue from")
     return str(path)
@@ -52,7 +52,7 @@ def tasks_per_node(devices: object) -> int:
     count = _device_count(devices)
     if count is None:
         raise ConfigError(f"trainer.devices={devices!r} cannot size a SLURM job: set it to the "
-                         "number of GPUs per node (e.g. trainer.devices=4) with hydra/launcher=slurm")
+                          "number of GPUs per node (e.g. trainer.devices=4) with hydra/launcher=slurm")
     return count
 
 

@@ -101,7 +101,7 @@ class ImageDataModule(InMemoryDataModule):
             raise ConfigError(f"data.num_classes is {self.num_classes} but labels go up to {found - 1}")
         if self.val_size >= len(data.train_x):
             raise ConfigError(f"data.val_size must be < {len(data.train_x)} (training images), "
-                             f"got {self.val_size}")
+                              f"got {self.val_size}")
         order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         if self.train_subset is not None:

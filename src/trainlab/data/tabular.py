@@ -68,7 +68,7 @@ class TabularDataModule(InMemoryDataModule):
         super().__init__()
         if augment is not None and len(augment) > 0:
             raise ConfigError("augmentation acts on image batches; tabular data takes "
-                             f"augmentation=none, got {augment!r}")
+                              f"augmentation=none, got {augment!r}")
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset must be one of {DATASETS}, got {dataset!r}")
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
@@ -96,7 +96,7 @@ class TabularDataModule(InMemoryDataModule):
         x, y = load_table(self.dataset)
         if (x.shape[1],) != self.input_shape or int(y.max()) + 1 != self.num_classes:
             raise ConfigError(f"{self.dataset} has {x.shape[1]} features and {int(y.max()) + 1} "
-                             f"classes; the config says {list(self.input_shape)} and {self.num_classes}")
+                              f"classes; the config says {list(self.input_shape)} and {self.num_classes}")
         x_rest, x_test, y_rest, y_test = train_test_split(
             x, y, test_size=self.test_fraction, random_state=self.split_seed, stratify=y)
         x_train, x_val, y_train, y_val = train_test_split(

@@ -50,7 +50,7 @@ class Classifier(pl.LightningModule):
         input_shape = [int(s) for s in input_shape]  # plain list: checkpoints load weights_only
         if tta_flip and len(input_shape) != 3:
             raise ConfigError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
-                             "it needs (channels, height, width): set model.tta_flip=false")
+                              "it needs (channels, height, width): set model.tta_flip=false")
         self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
         self.net = net
         if init is not None:
@@ -119,8 +119,8 @@ class Classifier(pl.LightningModule):
 
     @override
     def on_train_epoch_end(self) -> None:
-        # computed once per epoch (over every rank's samples), not logged as a Metric object per
-        # step: Lightning walks a logged Metric's attributes on every call (BENCHMARKS.md)
+        # computed once per epoch (over every rank's samples) rather than logged every step:
+        # each self.log call is a fixed cost per step (BENCHMARKS.md)
         self.log("train/acc", self.train_acc.compute())
         self.train_acc.reset()
 

@@ -57,7 +57,7 @@ class CNN(nn.Module):
         in_ch, height, width = input_shape
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
             raise ConfigError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
-                             f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
+                              f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
         blocks: list[nn.Module] = []
         for out_ch in channels:
             blocks += [nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batchnorm)]

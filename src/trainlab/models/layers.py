@@ -71,7 +71,7 @@ def activation(name: str) -> nn.Module:
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"model.net.activation must name a torch.nn activation class such as "
-                         f"ReLU, Sigmoid, Tanh, GELU, LeakyReLU; got {name!r}")
+                          f"ReLU, Sigmoid, Tanh, GELU, LeakyReLU; got {name!r}")
     return cls(inplace=True) if name in INPLACE_ACTIVATIONS else cls()
 
 
