@@ -3,7 +3,9 @@ passed to, and, for the top-level keys no constructor sees, here.
 
 Each problem stops the run with one message that names the key as a user types it, the bad
 value and what is allowed. A key that is not a parameter of its ``_target_`` is refused by
-name, so no setting can be swallowed by ``**kwargs`` or mistyped without notice.
+name (unless the target takes ``**kwargs``, which then answers for it), so a mistyped or moved
+key never goes unnoticed; a value of the wrong type for an annotated parameter is refused
+before it can reach a comparison that would fail without naming it.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed", "bf16-
               "transformer-engine")
 # Hydra's own keys in a node with a _target_
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-UNCHECKED = object()
+UNCHECKED = object()  # the verdict on an annotation this module does not check (a class, Callable...)
 # keys that earlier versions took, and where their setting lives now
 MOVED = {
     "model.regularization.weight_decay": "weight decay is the optimizer's: model.optimizer.weight_decay "
                                          "(or regularization=weight_decay)",
     "model.regularization.decoupled_weight_decay": "decoupled weight decay is the optimizer's: "
                                                    "optimizer=adamw, or regularization=decoupled with Adam",
-}  # an annotation this module does not check (a class, Callable, Any...)
+}
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
