@@ -117,3 +117,15 @@ def test_the_nvml_check_is_dropped_only_where_nvml_cannot_load(monkeypatch):
     monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: object())  # NVML loads: a GPU host
     assert not runtime.drop_failing_nvml_check()
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+def test_nvml_check_reports_the_same_for_every_job_of_a_sweep_and_can_be_put_back(monkeypatch):
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(runtime.ctypes, "CDLL", no_library)
+    monkeypatch.setattr(runtime, "_nvml_dropped", False)
+    assert runtime.nvml_check(True) == runtime.nvml_check(True) == "skipped (no NVML on this machine)"
+    assert runtime.nvml_check(False) == "as PyTorch does it (process.skip_failing_nvml_check=false)"
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"

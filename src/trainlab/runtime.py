@@ -27,6 +27,7 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024
 BUSY_CPUS = 0.5
 
 _openmp_choice: str | None = None  # the first choice holds: libgomp reads it only once
+_nvml_dropped = False  # whether nvml_check removed PYTORCH_NVML_BASED_CUDA_CHECK
 
 
 def busy_cpus(interval_s: float = 0.1) -> float | None:
@@ -163,8 +164,18 @@ def drop_failing_nvml_check() -> bool:
 
 
 def nvml_check(skip_failing: bool = True) -> str:
-    """Apply ``process.skip_failing_nvml_check`` once Lightning is loaded; say what holds."""
-    if skip_failing and drop_failing_nvml_check():
+    """Apply ``process.skip_failing_nvml_check`` once Lightning is loaded; say what holds.
+
+    Each job of a multirun in one process calls it: a probe dropped for an earlier job stays
+    dropped (and is reported so), or is put back for a job that asks to keep it.
+    """
+    global _nvml_dropped
+    if skip_failing:
+        _nvml_dropped = _nvml_dropped or drop_failing_nvml_check()
+    elif _nvml_dropped:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+        _nvml_dropped = False
+    if _nvml_dropped:
         return "skipped (no NVML on this machine)"
     return "as PyTorch does it" + ("" if skip_failing else " (process.skip_failing_nvml_check=false)")
 
