@@ -98,3 +98,12 @@ def test_lr_schedule_from_the_cli_knows_its_scheduler(tmp_path, scheduler, plate
     if not plateau:  # total_steps filled in from the Trainer, as for Hydra's partial
         built_scheduler = callback.build(built.model.configure_optimizers(), total_steps=40)
         assert isinstance(built_scheduler, OneCycleLR) and built_scheduler.total_steps == 40
+
+
+@pytest.mark.parametrize("epochs", [2, 5])
+def test_the_cosine_schedule_spans_the_max_epochs_given_on_the_command_line(tmp_path, epochs):
+    built = build_cli(["--config", DIGITS, f"--trainer.default_root_dir={tmp_path}",
+                       f"--trainer.max_epochs={epochs}"], run=False)
+    callback = next(c for c in built.trainer.callbacks if isinstance(c, LRSchedule))
+    scheduler = callback.build(built.model.configure_optimizers(), total_steps=epochs)
+    assert scheduler.T_max == epochs == built.trainer.max_epochs  # as train.py's cosine.yaml
