@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from trainlab.runtime import nvml_check, tune_process
+from trainlab.runtime import nvml_check, settings_line, tune_process
 
 # the entry point's module: OpenMP reads its setting when torch loads, below. The CLI takes
 # conf/train.yaml's process defaults; OMP_WAIT_POLICY in the environment overrides them.
@@ -69,8 +69,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> LightningCLI:
 def main() -> None:
     """``trainlab-cli``: run the subcommand given on the command line."""
     # on stderr: stdout may be a config (--print_config > my.yaml)
-    print("Process settings: " + "; ".join(f"{k.split('/')[1]}: {v}" for k, v in PROCESS.items()),
-          file=sys.stderr)
+    print(settings_line(PROCESS), file=sys.stderr)
     build_cli()
 
 

@@ -26,7 +26,7 @@ from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
 from trainlab.errors import ConfigError
 from trainlab.results import add_gaps, flat_metrics, write_results
-from trainlab.runtime import nvml_check
+from trainlab.runtime import nvml_check, settings_line
 from trainlab.validate import validate
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     start = time.perf_counter()
     process = {**(process or {}), "process/nvml_check": nvml_check(cfg.process.skip_failing_nvml_check)}
-    log.info("Process settings: %s", "; ".join(f"{k.split('/')[1]}: {v}" for k, v in process.items()))
+    log.info("%s", settings_line(process))
     base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process}
     ckpt_path = None
     # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks

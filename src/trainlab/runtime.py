@@ -190,3 +190,8 @@ def tune_process(openmp_wait: str = "launcher", malloc_keep_freed: bool = True,
     else:
         malloc = "keeps freed buffers" if keep_freed_memory() else "as is (no glibc mallopt)"
     return {"process/openmp": policy, "process/malloc": malloc}
+
+
+def settings_line(settings: dict[str, str]) -> str:
+    """``Process settings: openmp: ...; malloc: ...`` for the log, from ``results.json``'s keys."""
+    return "Process settings: " + "; ".join(f"{k.split('/')[1]}: {v}" for k, v in settings.items())
