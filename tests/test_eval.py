@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 from torchvision.io import write_png
 
 from trainlab.data.sources import digits
-from trainlab.eval import EvalError, run_dir_of
-from trainlab.evaluation import load_weights, predict_proba, read_inputs, run_config
+from trainlab.errors import RunDirError
+from trainlab.evaluation import EvalError, load_weights, predict_proba, read_inputs, run_config
+from trainlab.rundir import run_of_checkpoint
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -90,14 +91,14 @@ def test_missing_checkpoint_fails_with_the_key_and_writes_nothing(tmp_path):
 
 
 def test_checkpoint_errors_say_what_to_pass(trained_run, tmp_path):
-    with pytest.raises(EvalError, match=r"is a directory, not a checkpoint file; it holds \["):
-        run_dir_of(trained_run)
+    with pytest.raises(RunDirError, match=r"is a directory, not a checkpoint file; it holds \["):
+        run_of_checkpoint(trained_run)
     loose = tmp_path / "loose" / "checkpoints" / "x.ckpt"
     loose.parent.mkdir(parents=True)
     loose.write_bytes(b"")
-    with pytest.raises(EvalError, match="has no .hydra/config.yaml"):
-        run_dir_of(loose)
-    assert run_dir_of(trained_run / "checkpoints" / "last.ckpt") == trained_run.resolve()
+    with pytest.raises(RunDirError, match="has no .hydra/config.yaml"):
+        run_of_checkpoint(loose)
+    assert run_of_checkpoint(trained_run / "checkpoints" / "last.ckpt") == trained_run.resolve()
 
 
 @pytest.mark.parametrize(("tensor", "message"), [

@@ -17,7 +17,7 @@ from conftest import ROOT, compose_cfg, run_cli
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
 from trainlab.pipeline import build, fit_and_test
-from trainlab.results import metrics_files, read_metrics
+from trainlab.rundir import metrics_files, read_metrics
 
 STABLE = ("wall_s", "run_dir", "tested_checkpoint")
 

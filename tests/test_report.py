@@ -21,7 +21,6 @@ from trainlab.report import (
     configured_report,
     default_metrics,
     failed_trials,
-    find_job_dirs,
     format_markdown,
     load_trials,
     mean_curves,
@@ -37,6 +36,7 @@ from trainlab.report import (
     write_report,
     y_scale,
 )
+from trainlab.rundir import trial_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -157,7 +157,7 @@ def test_load_trials_reads_status_and_numeric_results(sweep: Path) -> None:
         "regularization": "l1", "seed": "1", "trainer.max_epochs": "3",
     }  # fmt: skip
     assert trials[0]["results"]["test/acc"] == 0.90
-    assert find_job_dirs(sweep)[-1] == sweep / "10"
+    assert trial_dirs(sweep)[-1] == sweep / "10"
 
 
 def test_unreadable_results_json_is_a_failed_trial(tmp_path: Path) -> None:

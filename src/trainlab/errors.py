@@ -10,3 +10,8 @@ class ConfigError(ValueError):
     by validation and by trainlab's constructors; the entry points print it as one line,
     while any other exception from a constructor keeps its traceback (a bug, not a setting).
     """
+
+
+class RunDirError(ConfigError):
+    """A run directory cannot be used as asked: a new run's dir already holds one, or a dir
+    to resume or evaluate lacks its saved config or checkpoint (see :mod:`trainlab.rundir`)."""

@@ -22,8 +22,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.data import ImageDataModule
-from trainlab.eval import EvalError, run_dir_of
+from trainlab.errors import RunDirError
 from trainlab.results import flat_metrics, write_results
+from trainlab.rundir import run_of_checkpoint, saved_config
 from trainlab.runtime import nvml_check
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,17 @@ EVAL_JSON = "eval.json"
 PREDICTIONS = "predictions.csv"
 
 
+class EvalError(RuntimeError):
+    """The evaluation cannot start: nothing to do, bad inputs, or a checkpoint without weights."""
+
+
 def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str]) -> DictConfig:
     """The run's saved config, changed by dotlist ``overrides``, with the eval's trainer keys.
 
     The model's ``init`` is dropped (the checkpoint supplies the weights, so a ``pretrained``
     init must not read its file again).
     """
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg = saved_config(run_dir)
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except Exception as err:
@@ -150,7 +155,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         if (out_dir / EVAL_JSON).exists():
             raise EvalError(f"{out_dir} already holds {EVAL_JSON}; choose another hydra.run.dir")
         ckpt_path = Path(cfg.ckpt_path)
-        run_dir = run_dir_of(ckpt_path)
+        run_dir = run_of_checkpoint(ckpt_path)
         run_cfg = run_config(run_dir, cfg.trainer, cfg.run_overrides)
         pl.seed_everything(run_cfg.seed, workers=True)
         datamodule = instantiate(run_cfg.data)
@@ -163,7 +168,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
                 raise EvalError(f"predict_path needs an image run; {run_dir} trained "
                                 f"{type(datamodule).__name__}")
             images, names = read_inputs(Path(cfg.predict_path), datamodule.input_shape)
-    except EvalError as err:
+    except (EvalError, RunDirError) as err:
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     results: dict[str, Any] = {"ckpt_path": str(ckpt_path.resolve()), "run_dir": str(run_dir)}

@@ -6,7 +6,6 @@ Called by the Hydra main in ``trainlab.train``; heavy imports live here so the C
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from pathlib import Path
@@ -17,10 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from trainlab import rundir
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
@@ -31,16 +31,11 @@ from trainlab.validate import validate
 
 log = logging.getLogger(__name__)
 
-RESULTS = "results.json"
 # Trainer flags that switch off a callback the config also lists: (flag, callback class, key)
 SWITCHED_CALLBACKS = (("enable_progress_bar", ProgressBar, "callbacks.progress_bar"),
                       ("enable_checkpointing", ModelCheckpoint, "callbacks.model_checkpoint"))
-# what a user fixes in the config or on disk: one line, no traceback
+# what a user fixes in the config or on disk (RunDirError is a ConfigError): one line, no traceback
 SETUP_ERRORS = (ConfigError, DataUnavailableError)
-
-
-class SetupError(RuntimeError):
-    """The run could not start: its directory already holds a run."""
 
 
 def setup_error(err: BaseException) -> BaseException | None:
@@ -48,33 +43,10 @@ def setup_error(err: BaseException) -> BaseException | None:
     from (Hydra's ``instantiate`` and OmegaConf's resolvers wrap what a constructor or resolver
     raised); None for anything else (a bug: keep its traceback)."""
     while err is not None:
-        if isinstance(err, (SetupError, *SETUP_ERRORS)):
+        if isinstance(err, SETUP_ERRORS):
             return err
         err = err.__cause__
     return None
-
-
-def guard_fresh_dir(output_dir: Path) -> None:
-    """Refuse to write a new run into a directory that already holds one."""
-    taken = [p.name for p in (output_dir / RESULTS, output_dir / "checkpoints") if p.exists()]
-    if taken:
-        raise SetupError(f"{output_dir} already holds a run ({', '.join(taken)}); nothing was "
-                         "overwritten. Choose another hydra.run.dir, or resume=<that dir> to "
-                         "continue it")
-
-
-def requeued(output_dir: Path) -> bool:
-    """A SLURM job requeued after preemption re-enters its own run dir: continue it."""
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    return restarts > 0 and (output_dir / "checkpoints" / "last.ckpt").is_file()
-
-
-def resumed_config(run_dir: Path) -> DictConfig:
-    """The saved config of the run in ``run_dir``, marked as resumed."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    with open_dict(cfg):
-        cfg.resume = str(run_dir)
-    return cfg
 
 
 def instantiate_dict(node: DictConfig | None) -> list[Any]:
@@ -139,15 +111,12 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     # that the dir is fresh (the others would find rank 0's files), prints and records failures.
     rank_zero = launch_rank() == 0
     try:
-        if not cfg.resume and requeued(output_dir):
-            with open_dict(cfg):
-                cfg.resume = str(output_dir)
-        if cfg.resume:
-            cfg = resumed_config(Path(cfg.resume))
-            ckpt_path = str(output_dir / "checkpoints" / "last.ckpt")
+        if cfg.resume or rundir.requeued(output_dir):
+            cfg = rundir.resumed_config(output_dir)
+            ckpt_path = str(output_dir / rundir.LAST)
             log.info("Resuming %s from %s", output_dir, ckpt_path)
         elif rank_zero:
-            guard_fresh_dir(output_dir)
+            rundir.guard_fresh(output_dir)
         if rank_zero:
             print_config_tree(cfg)
         datamodule, model, trainer = build(cfg)
@@ -159,7 +128,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
         if multirun:  # a failing trial is a result: record it, the sweep goes on
             error = str(err) if err is not None else f"{type(caught).__name__}: {caught}"
             if rank_zero:
-                write_results(output_dir / RESULTS, {**base, "status": "failed", "error": error})
+                write_results(output_dir / rundir.RESULTS, {**base, "status": "failed", "error": error})
             log.error("Trial failed before training: %s", error, exc_info=err is None)
             return None
         if err is None:
@@ -175,7 +144,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
         results = {**base, "status": "interrupted", "epoch": trainer.current_epoch,
                    "global_step": trainer.global_step, "wall_s": time.perf_counter() - start}
         if trainer.is_global_zero:
-            write_results(output_dir / RESULTS, results)
+            write_results(output_dir / rundir.RESULTS, results)
         log.warning("Stopped by SIGTERM; continue with resume=%s", output_dir)
         raise SystemExit(143) from None
     except Exception as err:
@@ -185,8 +154,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
         results = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
     results = {**base, **results, "wall_s": time.perf_counter() - start}
     if trainer.is_global_zero:
-        write_results(output_dir / RESULTS, results)
-        log.info("Results: %s", output_dir / RESULTS)
+        write_results(output_dir / rundir.RESULTS, results)
+        log.info("Results: %s", output_dir / rundir.RESULTS)
     metric = cfg.get("optimized_metric")
     if metric:
         value = results.get(metric)

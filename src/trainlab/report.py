@@ -16,14 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainlab.results import read_metrics
+from trainlab.rundir import read_metrics, trial_dirs
 
 SEED_KEY = "seed"
 CORE_METRICS = ("test/acc", "test/loss", "gap/acc", "wall_s")
@@ -53,25 +52,6 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
         key, _, value = str(override).partition("=")
         parsed[key.strip().lstrip("+~")] = value.strip()
     return parsed
-
-
-def _natural_key(name: str) -> list[Any]:
-    """Sort key that puts job ``10`` after job ``9``."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
-
-
-def find_job_dirs(sweep_dir: str | Path) -> list[Path]:
-    """Job dirs of a sweep: every dir below ``sweep_dir`` with ``.hydra/overrides.yaml``.
-
-    Args:
-        sweep_dir: The multirun dir (``hydra.sweep.dir``).
-
-    Returns:
-        Job dirs in natural order of their path relative to ``sweep_dir``.
-    """
-    sweep = Path(sweep_dir)
-    dirs = {marker.parent.parent for marker in sweep.glob("**/.hydra/overrides.yaml")}
-    return sorted(dirs, key=lambda d: _natural_key(d.relative_to(sweep).as_posix()))
 
 
 def configured_report(sweep_dir: str | Path) -> dict[str, list[str] | None]:
@@ -152,7 +132,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
     sweep = Path(sweep_dir)
     return [
         load_trial(job_dir, job_dir.relative_to(sweep).as_posix())
-        for job_dir in find_job_dirs(sweep)
+        for job_dir in trial_dirs(sweep)
     ]
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from trainlab import rundir
 from trainlab.errors import ConfigError
 
 
@@ -15,21 +15,13 @@ def run_dir(resume: str | None, new_dir: str) -> str:
 
     Raises at composition time, before any directory is created, when ``resume`` is not a run.
     """
-    if resume is None:
-        return new_dir
-    path = Path(resume)
-    if not (path / ".hydra" / "config.yaml").is_file():
-        raise ConfigError(f"resume={resume!r}: not a trainlab run directory (no .hydra/config.yaml); "
-                          "pass the directory of an earlier run, e.g. resume=outputs/runs/<date>_<time>")
-    if not (path / "checkpoints" / "last.ckpt").is_file():
-        raise ConfigError(f"resume={resume!r}: no checkpoints/last.ckpt to continue from")
-    return str(path)
+    return new_dir if resume is None else str(rundir.check_resumable(resume))
 
 
 def config_subdir(resume: str | None) -> str:
     """``hydra.output_subdir``: a resumed run keeps its original ``.hydra/`` and records the
     resume invocation beside it."""
-    return ".hydra" if resume is None else ".hydra_resume"
+    return rundir.CONFIG.parent.name if resume is None else rundir.RESUME_CONFIG_DIR
 
 
 def _device_count(devices: object) -> int | None:

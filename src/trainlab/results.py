@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -58,31 +57,3 @@ def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def metrics_files(run_dir: str | Path) -> list[Path]:
-    """The ``metrics.csv`` of every attempt of a run, oldest first.
-
-    Lightning's CSVLogger (``logger=csv``) writes ``csv/version_N/metrics.csv``, a new version
-    for each attempt (the first run, then each resume or requeue). A run dir with a plain
-    ``metrics.csv`` (LightningCLI's layout, or hand-made) gives that one file.
-    """
-    run_dir = Path(run_dir)
-    if (run_dir / "metrics.csv").is_file():
-        return [run_dir / "metrics.csv"]
-    return sorted(run_dir.glob("csv/version_*/metrics.csv"),
-                  key=lambda p: int(p.parent.name.rpartition("_")[2] or 0))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
-    """The rows of every attempt's ``metrics.csv`` joined in order (empty if none)."""
-    rows: list[dict[str, str]] = []
-    for path in metrics_files(run_dir):
-        with path.open(newline="") as handle:
-            rows += list(csv.DictReader(handle))
-    return rows
-
-
-def read_results(path: str | Path) -> dict[str, Any]:
-    """Load a results.json."""
-    return json.loads(Path(path).read_text())

@@ -1,0 +1,150 @@
+"""The run directory: what a run leaves on disk, and every guard and reader of it.
+
+::
+
+    <run dir>/
+        .hydra/config.yaml       the composed config: resume and eval rebuild the run from it
+        .hydra/overrides.yaml    the command-line overrides: a sweep report groups trials by them
+        .hydra_resume/           the config of each resume (the original .hydra/ is kept)
+        checkpoints/last.ckpt    resume and SLURM requeue continue from it (and best-*.ckpt)
+        csv/version_N/metrics.csv  one per attempt: the first run, then each resume or requeue
+        results.json             flat metrics, status and error, written last and atomically
+
+A sweep dir (``hydra.sweep.dir``) holds ``multirun.yaml`` and one run dir per trial. A new run
+never writes into a dir that already holds one; resume and requeue continue one in place; eval
+reads one and writes into its own dir. Nothing here loads torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from trainlab.errors import RunDirError
+
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+RESUME_CONFIG_DIR = ".hydra_resume"
+CHECKPOINTS = "checkpoints"
+LAST = Path(CHECKPOINTS) / "last.ckpt"
+RESULTS = "results.json"
+SWEEP_CONFIG = "multirun.yaml"
+
+
+def guard_fresh(run_dir: Path) -> None:
+    """Refuse to start a new run in a directory that already holds one (nothing is overwritten)."""
+    taken = [p.name for p in (run_dir / RESULTS, run_dir / CHECKPOINTS) if p.exists()]
+    if taken:
+        raise RunDirError(f"{run_dir} already holds a run ({', '.join(taken)}); nothing was "
+                          "overwritten. Choose another hydra.run.dir, or resume=<that dir> to "
+                          "continue it")
+
+
+def check_resumable(run_dir: str | Path, key: str = "resume") -> Path:
+    """``run_dir`` as a Path if it holds a saved config and ``checkpoints/last.ckpt``.
+
+    Raises:
+        RunDirError: naming ``key`` and what is missing.
+    """
+    path = Path(run_dir)
+    if not (path / CONFIG).is_file():
+        raise RunDirError(f"{key}={str(run_dir)!r}: not a trainlab run directory (no {CONFIG}); "
+                          f"pass the directory of an earlier run, e.g. {key}=outputs/runs/<date>_<time>")
+    if not (path / LAST).is_file():
+        raise RunDirError(f"{key}={str(run_dir)!r}: no {LAST} to continue from")
+    return path
+
+
+def requeued(run_dir: Path) -> bool:
+    """Whether this is a SLURM job requeued after preemption, back in its own run dir."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    return restarts > 0 and (run_dir / LAST).is_file()
+
+
+def saved_config(run_dir: Path) -> DictConfig:
+    """The config the run in ``run_dir`` was started with."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no {CONFIG}, so the run cannot be rebuilt")
+    return OmegaConf.load(path)
+
+
+def resumed_config(run_dir: Path) -> DictConfig:
+    """The saved config of the run in ``run_dir``, with ``resume`` pointing at it."""
+    cfg = saved_config(run_dir)
+    with open_dict(cfg):
+        cfg.resume = str(run_dir)
+    return cfg
+
+
+def run_of_checkpoint(ckpt_path: Path) -> Path:
+    """The run a checkpoint belongs to: ``<run>/checkpoints/<name>.ckpt`` -> ``<run>``.
+
+    Raises:
+        RunDirError: the checkpoint is missing, or is not inside a run with a saved config.
+    """
+    if ckpt_path.is_dir():
+        found = sorted(p.name for p in ckpt_path.glob(f"{CHECKPOINTS}/*.ckpt"))
+        hint = f"; it holds {found}, e.g. ckpt_path={ckpt_path / CHECKPOINTS / found[0]}" \
+            if found else ""
+        raise RunDirError(f"ckpt_path={ckpt_path} is a directory, not a checkpoint file{hint}")
+    if not ckpt_path.is_file():
+        raise RunDirError(f"ckpt_path={ckpt_path} does not exist; pass a checkpoint of a run, "
+                          f"e.g. ckpt_path=outputs/runs/<date>_<time>/{LAST}")
+    run_dir = ckpt_path.resolve().parent.parent
+    if not (run_dir / CONFIG).is_file():
+        raise RunDirError(f"ckpt_path={ckpt_path}: {run_dir} has no {CONFIG}, so the run "
+                          f"cannot be rebuilt; pass a checkpoint under <run dir>/{CHECKPOINTS}/")
+    return run_dir
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides the run was started with (``.hydra/overrides.yaml``)."""
+    return [str(o) for o in (OmegaConf.to_container(OmegaConf.load(run_dir / OVERRIDES)) or [])]
+
+
+def _natural_key(name: str) -> list[Any]:
+    """Sort key that puts job ``10`` after job ``9``."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
+def trial_dirs(sweep_dir: str | Path) -> list[Path]:
+    """The run dirs of a sweep (every dir below it with ``.hydra/overrides.yaml``), in natural
+    order of their path relative to ``sweep_dir`` (job 10 after job 9)."""
+    sweep = Path(sweep_dir)
+    dirs = {marker.parent.parent for marker in sweep.glob(f"**/{OVERRIDES.as_posix()}")}
+    return sorted(dirs, key=lambda d: _natural_key(d.relative_to(sweep).as_posix()))
+
+
+def read_results(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``results.json``."""
+    return json.loads((Path(run_dir) / RESULTS).read_text())
+
+
+def metrics_files(run_dir: str | Path) -> list[Path]:
+    """The ``metrics.csv`` of every attempt of a run, oldest first.
+
+    Lightning's CSVLogger (``logger=csv``) writes ``csv/version_N/metrics.csv``, a new version
+    for each attempt. A dir with a plain ``metrics.csv`` (LightningCLI's layout, or hand-made)
+    gives that one file.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.csv").is_file():
+        return [run_dir / "metrics.csv"]
+    return sorted(run_dir.glob("csv/version_*/metrics.csv"),
+                  key=lambda p: int(p.parent.name.rpartition("_")[2] or 0))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of every attempt's ``metrics.csv`` joined in order (empty if none)."""
+    rows: list[dict[str, str]] = []
+    for path in metrics_files(run_dir):
+        with path.open(newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    return rows

@@ -1,0 +1,58 @@
+"""The run-directory contract: a new run never overwrites one, resume and requeue find theirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainlab import rundir
+from trainlab.errors import ConfigError, RunDirError
+
+
+def make_run(path: Path, checkpoint: bool = True) -> Path:
+    (path / ".hydra").mkdir(parents=True)
+    (path / rundir.CONFIG).write_text("seed: 3\nresume: null\n")
+    (path / rundir.OVERRIDES).write_text("- seed=3\n")
+    if checkpoint:
+        (path / rundir.CHECKPOINTS).mkdir()
+        (path / rundir.LAST).write_bytes(b"weights")
+    return path
+
+
+def test_a_new_run_refuses_a_dir_holding_one_and_touches_nothing(tmp_path):
+    run = make_run(tmp_path / "run")
+    rundir.guard_fresh(tmp_path / "empty")  # a fresh dir is fine
+    with pytest.raises(RunDirError, match=r"already holds a run \(checkpoints\); nothing was overwritten"):
+        rundir.guard_fresh(run)
+    assert (run / rundir.LAST).read_bytes() == b"weights"
+    assert issubclass(RunDirError, ConfigError)  # printed as one line by the entry points
+
+
+def test_resume_needs_a_saved_config_and_a_last_checkpoint(tmp_path):
+    run = make_run(tmp_path / "run")
+    assert rundir.check_resumable(str(run)) == run
+    cfg = rundir.resumed_config(run)
+    assert cfg.seed == 3 and cfg.resume == str(run)
+    with pytest.raises(RunDirError, match=r"resume='.*nope': not a trainlab run directory"):
+        rundir.check_resumable(tmp_path / "nope")
+    bare = make_run(tmp_path / "bare", checkpoint=False)
+    with pytest.raises(RunDirError, match=r"no checkpoints/last.ckpt to continue from"):
+        rundir.check_resumable(bare)
+
+
+def test_a_requeued_slurm_job_continues_only_with_a_checkpoint(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    bare = make_run(tmp_path / "bare", checkpoint=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert not rundir.requeued(run)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert rundir.requeued(run) and not rundir.requeued(bare)
+
+
+def test_trials_of_a_sweep_in_natural_order_with_their_overrides(tmp_path):
+    for job in ("10", "9", "2"):
+        make_run(tmp_path / job, checkpoint=False)
+    (tmp_path / "notes").mkdir()
+    assert [d.name for d in rundir.trial_dirs(tmp_path)] == ["2", "9", "10"]
+    assert rundir.saved_overrides(tmp_path / "2") == ["seed=3"]
