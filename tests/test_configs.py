@@ -11,7 +11,7 @@ from conftest import ROOT, run_cli
 from trainlab.pipeline import build
 
 CONF = ROOT / "conf"
-GROUPS = ["data", "augmentation", "model", "optimizer", "regularization", "init", "scheduler",
+GROUPS = ["data", "augmentation", "model", "net", "optimizer", "regularization", "init", "scheduler",
           "grad_clip", "callbacks", "logger", "trainer", "debug", "scaler"]
 NEEDS_DOWNLOAD = {("data", "mnist"), ("data", "cifar10")}
 NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp")}
@@ -37,11 +37,11 @@ def overrides_for(group: str, option: str, tmp_path: Path) -> list[str]:
     if not (group == "callbacks" and option == "none"):
         out.append("callbacks.progress_bar=null")
     if data in TABULAR:
-        out.append("model=mlp")
+        out.append("net=mlp")
     if group == "init" and option == "pretrained":
         weights = tmp_path / "weights.pt"
         torch.save({"layers.1.weight": torch.zeros(256, 64)}, weights)
-        out += [f"model.init.path={weights}", "model.init.strict=false", "model=mlp"]
+        out += [f"model.init.path={weights}", "model.init.strict=false", "net=mlp"]
     if group == "debug" and option == "fast":
         out = [o for o in out if not o.startswith("trainer.limit")]
     return out

@@ -20,25 +20,21 @@ class Net(nn.Module):
         self.head = nn.Linear(width, num_classes)
         self.scale = 1 / (width - 8)  # the user's bug: width 8 divides by zero
 '''
-USER_MODEL = """
-_target_: trainlab.models.Classifier
-num_classes: ${data.num_classes}
+USER_NET_YAML = """# @package model.net
+_target_: user_nets.Net
 input_shape: ${data.input_shape}
-net:
-  _target_: user_nets.Net
-  input_shape: ${data.input_shape}
-  num_classes: ${data.num_classes}
+num_classes: ${data.num_classes}
 """
 
 
 def run_with_user_net(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     """``python train.py`` with a user's network module and config dir outside the repository."""
     (tmp_path / "user_nets.py").write_text(USER_NET)
-    (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "user.yaml").write_text(USER_MODEL)
+    (tmp_path / "conf" / "net").mkdir(parents=True)
+    (tmp_path / "conf" / "net" / "user.yaml").write_text(USER_NET_YAML)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(tmp_path / "conf"),
-                           "data=digits", "model=user", *overrides,
+                           "data=digits", "net=user", *overrides,
                            f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 

@@ -160,7 +160,7 @@ def test_optuna_search_maximizes_val_acc(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
                         reason="the optuna extra is not installed (pip install -e '.[optuna]')")
     sweep = tmp_path / "optuna"
-    proc = run_cli("hparams_search=optuna", "data=digits", "model=mlp", "trainer.max_epochs=1",
+    proc = run_cli("hparams_search=optuna", "data=digits", "net=mlp", "trainer.max_epochs=1",
                    "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null",
                    f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]

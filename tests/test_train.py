@@ -99,7 +99,7 @@ def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
     ("model.net.dropout=1.5", "model.net.dropout must be in [0, 1), got 1.5"),
     ("model.net.activation=Swoosh", "model.net.activation must name a torch.nn activation"),
     ("model.net.kernel_size=2", "model.net.kernel_size must be a positive odd integer, got 2"),
-    ("model=mlp model.net.hidden=[0]", "model.net.hidden widths must be >= 1, got [0]"),
+    ("net=mlp model.net.hidden=[0]", "model.net.hidden widths must be >= 1, got [0]"),
     ("grad_clip=norm trainer.gradient_clip_val=abc",
      "trainer.gradient_clip_val='abc' is not allowed: a number or null"),
     ("optimizer=sgd regularization=decoupled",

@@ -40,6 +40,10 @@ class WeightInit:
         self.weight, self.bias = weight, bias
 
     def __call__(self, module: nn.Module) -> nn.Module:
+        if (self.weight is not None or self.bias is not None) and \
+                not any(isinstance(m, INIT_LAYERS) for m in module.modules()):
+            raise ConfigError(f"model.init initializes nn.Linear and nn.Conv layers; "
+                              f"{type(module).__name__} has none: use init=default")
         module.apply(self._init_layer)
         return module
 

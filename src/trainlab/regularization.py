@@ -87,6 +87,10 @@ class Regularization:
         hyper-parameter from the optimizer's arguments (``weight_decay`` included); the 1-D
         group, with ``exclude_bias_and_norm``, sets ``weight_decay=0`` and nothing else."""
         decay, no_decay = split_decay_params(module, self.exclude_bias_and_norm)
+        if not decay:
+            raise ConfigError(f"model.regularization: {type(module).__name__} has no trainable weight "
+                              "of 2 or more dimensions for the penalties and weight decay to act on; "
+                              "set model.regularization.exclude_bias_and_norm=false to include 1-D ones")
         groups = [{"params": decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})

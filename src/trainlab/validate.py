@@ -34,6 +34,10 @@ MOVED = {
                                                    "optimizer=adamw, or regularization=decoupled with Adam",
 }
 
+# a net takes only its own arguments: those a study or a user sets must be in its signature
+NET_HINT = ("check its spelling; after net=NAME the keys are that network's own, and a study that "
+            "sets model.net.{name} needs a network with a `{name}` argument (docs/EXTENDING.md)")
+
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
     if not ok:
@@ -132,7 +136,8 @@ def check_node(node: DictConfig, key: str) -> None:
             if takes_any:
                 continue
             allowed = ", ".join(p for p in params if p not in ("self", "params"))
-            hint = MOVED.get(f"{key}.{name}", "remove it or check its spelling")
+            hint = MOVED.get(f"{key}.{name}", NET_HINT.format(name=name) if key == "model.net"
+                             else "remove it or check its spelling")
             raise ConfigError(f"{key}.{name} is not a parameter of {target_name} (it takes: {allowed}); "
                               f"{hint}")
         value = node[name]

@@ -27,7 +27,8 @@ def first_and_last_layers(module: nn.Module) -> tuple[nn.Module, nn.Module]:
     """The first and last Linear/Conv layers in registration order (input side, output side)."""
     layers = [m for m in module.modules() if isinstance(m, INIT_LAYERS)]
     if not layers:
-        raise ConfigError(f"{type(module).__name__} has no Linear/Conv layer to watch")
+        raise ConfigError(f"callbacks.diagnostics watches the first and last nn.Linear/nn.Conv layers; "
+                          f"{type(module).__name__} has none: set callbacks.diagnostics=null")
     return layers[0], layers[-1]
 
 

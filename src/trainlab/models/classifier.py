@@ -52,6 +52,7 @@ class Classifier(pl.LightningModule):
             raise ConfigError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
                               "it needs (channels, height, width): set model.tta_flip=false")
         self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
+        check_net(net, input_shape, num_classes)
         self.net = net
         if init is not None:
             init(self.net)
@@ -168,6 +169,31 @@ class Classifier(pl.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         if watch:
             self.log("grad/norm_post_clip", grad_norm(optimizer), on_step=True, on_epoch=False)
+
+
+def check_net(net: nn.Module, input_shape: Sequence[int], num_classes: int) -> None:
+    """What the Classifier needs from any network, checked before training: an ``nn.Module``
+    with trainable parameters that maps a batch ``(N, *input_shape)`` to logits ``(N, num_classes)``
+    (one forward pass of two zero inputs in eval mode; no random numbers are drawn)."""
+    name = type(net).__name__
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model.net must build a torch.nn.Module, got {name}")
+    if not any(p.requires_grad for p in net.parameters()):
+        raise ConfigError(f"model.net ({name}) has no trainable parameters")
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(2, *input_shape))
+    except Exception as err:
+        raise ConfigError(f"model.net ({name}) fails on a batch of inputs of shape {list(input_shape)} "
+                          f"(data.input_shape): {type(err).__name__}: {err}") from err
+    finally:
+        net.train(was_training)
+    shape = list(getattr(out, "shape", []))
+    if shape != [2, num_classes]:
+        raise ConfigError(f"model.net ({name}) returns {shape or type(out).__name__} for a batch of 2 "
+                          f"inputs of shape {list(input_shape)}; a net returns logits (N, num_classes)"
+                          f" = [2, {num_classes}] (data.num_classes)")
 
 
 def grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
