@@ -15,7 +15,32 @@ GROUPS = ["data", "augmentation", "model", "net", "optimizer", "regularization",
           "grad_clip", "callbacks", "logger", "trainer", "debug", "scaler"]
 NEEDS_DOWNLOAD = {("data", "mnist"), ("data", "cifar10")}
 NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp")}
-TABULAR = {"wine", "breast_cancer"}
+TABULAR = {"wine", "breast_cancer", "csv"}
+
+
+def user_data(option: str, tmp_path: Path) -> list[str]:
+    """Overrides pointing the user-data options at digits written as the user would."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from torchvision.io import write_png
+
+    bunch = load_digits()
+    images = (bunch.images * 255 / 16).round().astype(np.uint8)
+    if option == "image_arrays":
+        np.savez(tmp_path / "d.npz", x_train=images[:400], y_train=bunch.target[:400],
+                 x_test=images[400:500], y_test=bunch.target[400:500])
+        return [f"data.source.path={tmp_path / 'd.npz'}", "data.input_shape=[1,8,8]", "data.num_classes=10"]
+    if option == "image_folder":
+        for i, (image, label) in enumerate(zip(images[:300], bunch.target[:300], strict=True)):
+            folder = tmp_path / ("test" if i % 4 == 0 else "train") / f"class_{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(torch.from_numpy(image)[None], str(folder / f"{i}.png"))
+        return [f"data.source.root={tmp_path}", "data.source.channels=1", "data.input_shape=[1,8,8]",
+                "data.num_classes=10", "data.val_size=50"]
+    frame = load_digits(as_frame=True).frame.iloc[:300]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    return [f"data.source.path={tmp_path / 'd.csv'}", "data.target=target", "data.input_shape=[64]",
+            "data.num_classes=10"]
 
 
 def options(group: str) -> list[str]:
@@ -38,6 +63,8 @@ def overrides_for(group: str, option: str, tmp_path: Path) -> list[str]:
         out.append("callbacks.progress_bar=null")
     if data in TABULAR:
         out.append("net=mlp")
+    if data in ("image_arrays", "image_folder", "csv"):
+        out += user_data(data, tmp_path)
     if group == "init" and option == "pretrained":
         weights = tmp_path / "weights.pt"
         torch.save({"layers.1.weight": torch.zeros(256, 64)}, weights)

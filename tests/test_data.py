@@ -250,3 +250,32 @@ def test_augmentation_acts_on_training_batches_only(tmp_path):
     raw_train = dm.to_model_input(dm.splits["train"][0][order])
     assert torch.allclose(probe.train[0], raw_train.flip(-1), atol=1e-6)  # every image flipped
     assert torch.allclose(probe.val[0], dm.to_model_input(dm.splits["val"][0]))  # untouched
+
+
+def test_a_users_arrays_and_image_files_read_back_exactly(tmp_path):
+    """image_arrays (NHWC float 0..1 here) and image_folder give the user's pixels and labels."""
+    from torchvision.io import write_png
+
+    from trainlab.data.sources import image_arrays, image_folder
+
+    splits = digits()
+    x, y = splits.train_x[:40], splits.train_y[:40]
+    np.savez(tmp_path / "d.npz", x_train=x.permute(0, 2, 3, 1).numpy() / 255.0, y_train=y.numpy(),
+             x_test=x[:5, 0].numpy(), y_test=y[:5].numpy())
+    read = image_arrays(str(tmp_path / "d.npz"))
+    assert torch.equal(read.train_x, x) and torch.equal(read.train_y, y)
+    assert torch.equal(read.test_x, x[:5])  # (N, H, W) gains its channel axis
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(x, y.tolist(), strict=True)):
+            folder = tmp_path / "files" / split / names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(image, str(folder / f"{i:03d}.png"))
+    folder = image_folder(str(tmp_path / "files"), channels=1)
+    order = sorted(names)  # class k = k-th folder name in sorted order
+    assert sorted(folder.train_y.tolist()) == sorted(order.index(names[k]) for k in y.tolist())
+    for image, label in zip(folder.train_x, folder.train_y.tolist(), strict=True):
+        assert any(torch.equal(image, x[i]) for i in range(len(x)) if names[y[i]] == order[label])
+    with pytest.raises(DataUnavailableError, match=r"lacks arrays \['y_test'\]"):
+        np.savez(tmp_path / "bad.npz", x_train=x.numpy(), y_train=y.numpy(), x_test=x.numpy())
+        image_arrays(str(tmp_path / "bad.npz"))

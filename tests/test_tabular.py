@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from trainlab.data import TabularDataModule
+from trainlab.data.tabular import sklearn_table
+from trainlab.errors import ConfigError
+
+WINE = partial(sklearn_table, "wine")
 
 
 def module(scaler, **kwargs) -> TabularDataModule:
-    dm = TabularDataModule("wine", [13], 3, scaler=scaler, **kwargs)
+    dm = TabularDataModule(WINE, [13], 3, scaler=scaler, **kwargs)
     dm.setup()
     return dm
 
@@ -66,11 +72,47 @@ def test_outliers_only_touch_training_rows():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"dataset": "titanic"}, "data.dataset must be one of"),
+    ({"source": "wine"}, "data.source must be a callable that returns the table"),
     ({"outlier_fraction": 1.5}, r"data.outlier_fraction must be in \[0, 1\)"),
     ({"scaler": "standard"}, "data.scaler must be a scikit-learn transformer or null"),
 ])
 def test_bad_values_name_the_key(kwargs, message):
-    args = {"dataset": "wine", "input_shape": [13], "num_classes": 3, **kwargs}
+    args = {"source": WINE, "input_shape": [13], "num_classes": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         TabularDataModule(**args)
+
+
+def test_a_dataframe_with_text_labels_is_a_table(tmp_path):
+    """Any DataFrame: the label column by name, labels numbered in sorted order."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[frame.pop("target")]
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    from trainlab.data.tabular import csv_table
+
+    dm = TabularDataModule(partial(csv_table, str(tmp_path / "iris.csv")), [4], 3, target="species",
+                           val_fraction=0.2, test_fraction=0.2)
+    dm.setup()
+    x, y = dm.splits["train"]
+    assert x.shape == (90, 4) and torch.bincount(y).tolist() == [30, 30, 30]
+    first = frame.iloc[0]  # setosa: class 0, its features unscaled (scaler=None)
+    row = (x == torch.tensor(first.drop("species").to_numpy(float), dtype=torch.float32)).all(1)
+    assert row.sum() <= 1 and (not row.any() or y[row].item() == 0)
+
+
+@pytest.mark.parametrize(("table", "target", "message"), [
+    ("frame", "label", r"data.target='label' must name the label column .*; its columns: \['a', 'b', 'y'\]"),
+    ("frame", None, r"data.target=None must name the label column"),
+    ("text", "y", r"feature columns \['b'\] are not numbers"),
+    ("arrays", "y", r"data.target='y' names a DataFrame column, .* set data.target=null"),
+])
+def test_a_table_that_does_not_fit_names_the_key(table, target, message):
+    import pandas as pd
+
+    frames = {"frame": pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "y": [0, 1]}),
+              "text": pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "z"], "y": [0, 1]}),
+              "arrays": (np.zeros((2, 2)), np.array([0, 1]))}
+    dm = TabularDataModule(lambda: frames[table], [2], 2, target=target)
+    with pytest.raises(ConfigError, match=message):
+        dm.setup()

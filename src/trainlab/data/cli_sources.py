@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from trainlab.data import sources
 from trainlab.data.sources import ImageSplits
+from trainlab.data.tabular import csv_table, sklearn_table
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,44 @@ class CIFAR10:
 
     def __call__(self) -> ImageSplits:
         return sources.cifar10(self.root)
+
+
+@dataclass(frozen=True)
+class ImageArrays:
+    """:func:`trainlab.data.sources.image_arrays` with its arguments."""
+
+    path: str
+
+    def __call__(self) -> ImageSplits:
+        return sources.image_arrays(self.path)
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """:func:`trainlab.data.sources.image_folder` with its arguments."""
+
+    root: str
+    channels: int = 3
+
+    def __call__(self) -> ImageSplits:
+        return sources.image_folder(self.root, self.channels)
+
+
+@dataclass(frozen=True)
+class SklearnTable:
+    """:func:`trainlab.data.tabular.sklearn_table` with its arguments."""
+
+    name: str
+
+    def __call__(self) -> tuple:
+        return sklearn_table(self.name)
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """:func:`trainlab.data.tabular.csv_table` with its arguments."""
+
+    path: str
+
+    def __call__(self):
+        return csv_table(self.path)

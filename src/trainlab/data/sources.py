@@ -1,7 +1,8 @@
-"""Where the real datasets come from. Each source returns uint8 images (N, C, H, W) and labels.
+"""Where the datasets come from. Each source returns uint8 images (N, C, H, W) and labels.
 
-A source is a plain callable so a new dataset is a function plus a YAML file under
-``conf/data/``. Nothing here fakes data: when a dataset cannot be found or fetched, the error
+A source is a plain callable, so a new dataset is a function plus a YAML file under
+``conf/data/``; :func:`image_arrays` and :func:`image_folder` read a user's own arrays or
+image files. Nothing here fakes data: when a dataset cannot be found or fetched, the error
 says how to get it.
 """
 
@@ -11,10 +12,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from trainlab.data.idx import default_cache_dir, read_idx_cached
+from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +163,86 @@ def digits(test_fraction: float = 0.25, split_seed: int = 0) -> ImageSplits:
         stratify=labels.numpy(),
     )
     return ImageSplits(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx])
+
+
+def _as_uint8_nchw(images: Any, name: str) -> torch.Tensor:
+    """Images (N, H, W), (N, H, W, C) or (N, C, H, W) with C <= 4, uint8 0..255 or float 0..1,
+    as uint8 (N, C, H, W)."""
+    x = torch.as_tensor(images)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[-1] <= 4 < x.shape[1]:
+        x = x.permute(0, 3, 1, 2)
+    if x.ndim != 4:
+        raise DataUnavailableError(f"{name}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), "
+                                   f"got shape {tuple(x.shape)}")
+    if x.is_floating_point():
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise DataUnavailableError(f"{name}: float images must lie in [0, 1] (or pass uint8 0..255)")
+        x = (x * 255).round()
+    elif x.dtype != torch.uint8 and x.numel() and (x.min() < 0 or x.max() > 255):
+        raise DataUnavailableError(f"{name}: integer images must lie in 0..255")
+    return x.to(torch.uint8).contiguous()
+
+
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_arrays(path: str) -> ImageSplits:
+    """Your own arrays: a NumPy ``.npz`` file holding ``x_train``, ``y_train``, ``x_test`` and
+    ``y_test`` (``numpy.savez(path, x_train=..., ...)``). Images are (N, H, W), (N, H, W, C) or
+    (N, C, H, W), uint8 0..255 or float 0..1; labels are integers 0..K-1."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise DataUnavailableError(f"data.source.path={path!r}: no such .npz file")
+    with np.load(path) as arrays:
+        missing = [k for k in ARRAY_NAMES if k not in arrays]
+        if missing:
+            raise DataUnavailableError(f"data.source.path={path!r} lacks arrays {missing} (it holds "
+                                       f"{sorted(arrays.files)})")
+        return ImageSplits(_as_uint8_nchw(arrays["x_train"], "x_train"),
+                           torch.as_tensor(arrays["y_train"]).long(),
+                           _as_uint8_nchw(arrays["x_test"], "x_test"),
+                           torch.as_tensor(arrays["y_test"]).long())
+
+
+def _read_folder(split_dir: Path, classes: list[str], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.io import ImageReadMode, decode_image
+
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+            image = decode_image(str(file), mode=mode)
+            if images and image.shape != images[0].shape:
+                raise DataUnavailableError(f"{file} is {list(image.shape)} (C, H, W) but the first image "
+                                           f"is {list(images[0].shape)}: resize them to one size")
+            images.append(image)
+            labels.append(label)
+    if not images:
+        raise DataUnavailableError(f"{split_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images in its "
+                                   "class folders")
+    return torch.stack(images), torch.tensor(labels)
+
+
+def image_folder(root: str, channels: int = 3) -> ImageSplits:
+    """Your own image files: ``root/train/<class>/*.png`` and ``root/test/<class>/*.png`` (JPEG
+    too), all of one size. Class k is the k-th class folder in sorted order, as in torchvision's
+    ``ImageFolder``; ``channels`` 1 reads them as grayscale, 3 as RGB."""
+    if channels not in (1, 3):
+        raise ConfigError(f"data.source.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+    base = Path(root)
+    dirs = {split: base / split for split in ("train", "test")}
+    if not all(d.is_dir() for d in dirs.values()):
+        raise DataUnavailableError(f"data.source.root={root!r} must hold train/ and test/, each with "
+                                   "one folder of images per class")
+    classes = sorted(d.name for d in dirs["train"].iterdir() if d.is_dir())
+    test_classes = sorted(d.name for d in dirs["test"].iterdir() if d.is_dir())
+    if test_classes != classes:
+        raise DataUnavailableError(f"{root}: test/ has class folders {test_classes}, train/ has {classes}")
+    train_x, train_y = _read_folder(dirs["train"], classes, channels)
+    test_x, test_y = _read_folder(dirs["test"], classes, channels)
+    log.info("Read %d + %d images of classes %s from %s", len(train_x), len(test_x), classes, root)
+    return ImageSplits(train_x, train_y, test_x, test_y)

@@ -1,8 +1,11 @@
-"""Tabular classification on scikit-learn's shipped datasets, with a scaler fitted on train only."""
+"""Tabular classification from any table: arrays, a DataFrame, a CSV file or scikit-learn's
+bundled ones, split three ways and scaled with statistics of the training rows alone."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,17 +17,60 @@ from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("wine", "breast_cancer", "iris")
+SKLEARN_TABLES = ("wine", "breast_cancer", "iris")
 
 
-def load_table(name: str) -> tuple[np.ndarray, np.ndarray]:
+def sklearn_table(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of one of scikit-learn's bundled tables (no download)."""
     from sklearn import datasets
 
-    if name not in DATASETS:
-        raise ConfigError(f"data.dataset must be one of {DATASETS}, got {name!r}")
+    if name not in SKLEARN_TABLES:
+        raise ConfigError(f"data.source.name must be one of {SKLEARN_TABLES}, got {name!r}")
     bunch = getattr(datasets, f"load_{name}")()
-    return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    return bunch.data, bunch.target
+
+
+def csv_table(path: str) -> Any:
+    """A CSV file as a pandas DataFrame (name its label column with ``data.target``)."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise ConfigError(f"data.source.path={path!r}: no such file")
+    return pd.read_csv(path)
+
+
+def features_and_labels(table: Any, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A source's table as float64 features (N, F), labels 0..K-1 and the K class names.
+
+    Args:
+        table: ``(features, labels)`` array-likes, or a pandas DataFrame holding both.
+        target: the label column of a DataFrame (None for an ``(x, y)`` pair).
+
+    Labels that are not already 0..K-1 (strings, or integers with gaps) are numbered in sorted
+    order, so class ``k`` is the k-th smallest label.
+    """
+    if hasattr(table, "columns"):  # a DataFrame
+        from pandas.api.types import is_numeric_dtype
+
+        if target not in table.columns:
+            raise ConfigError(f"data.target={target!r} must name the label column of the source's "
+                              f"DataFrame; its columns: {list(table.columns)}")
+        labels, features = table[target].to_numpy(), table.drop(columns=[target])
+        text = [c for c in features.columns if not is_numeric_dtype(features[c])]
+        if text:
+            raise ConfigError(f"data.source: feature columns {text} are not numbers; encode them in "
+                              "the source (e.g. pandas.get_dummies) or drop them")
+        features = features.to_numpy()
+    else:
+        if target is not None:
+            raise ConfigError(f"data.target={target!r} names a DataFrame column, but the source gives "
+                              "(features, labels) arrays: set data.target=null")
+        features, labels = table
+    x = np.asarray(features, dtype=np.float64)
+    names, y = np.unique(np.asarray(labels), return_inverse=True)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ConfigError(f"data.source must give features (N, F) and N labels, got {x.shape} and {len(y)}")
+    return x, y.astype(np.int64), [str(n) for n in names]
 
 
 def inject_outliers(x: np.ndarray, fraction: float, scale: float, seed: int) -> np.ndarray:
@@ -41,10 +87,12 @@ def inject_outliers(x: np.ndarray, fraction: float, scale: float, seed: int) -> 
 
 
 class TabularDataModule(InMemoryDataModule):
-    """A scikit-learn table split into train/val/test, scaled with statistics of train alone.
+    """A table split into stratified train/val/test, scaled with statistics of train alone.
 
     Args:
-        dataset: one of ``wine``, ``breast_cancer``, ``iris``.
+        source: callable returning the whole table: ``(features, labels)`` array-likes or a
+            pandas DataFrame (``sklearn_table``, ``csv_table`` or your own function).
+        target: the label column when ``source`` gives a DataFrame; None for arrays.
         input_shape: ``[n_features]`` as promised to the model; checked.
         num_classes: number of classes as promised to the model; checked.
         scaler: an unfitted scikit-learn transformer (StandardScaler, MinMaxScaler,
@@ -61,16 +109,17 @@ class TabularDataModule(InMemoryDataModule):
 
     drop_last_train = False  # every row counts in a small table
 
-    def __init__(self, dataset: str, input_shape: list[int], num_classes: int,
-                 scaler: Any = None, val_fraction: float = 0.2, test_fraction: float = 0.2,
+    def __init__(self, source: Callable[[], Any], input_shape: list[int], num_classes: int,
+                 target: str | None = None, scaler: Any = None, val_fraction: float = 0.2,
+                 test_fraction: float = 0.2,
                  batch_size: int = 32, outlier_fraction: float = 0.0, outlier_scale: float = 100.0,
                  split_seed: int = 0, shuffle_seed: int = 0, augment: Any = None) -> None:
         super().__init__()
         if augment is not None and len(augment) > 0:
             raise ConfigError("augmentation acts on image batches; tabular data takes "
                               f"augmentation=none, got {augment!r}")
-        if dataset not in DATASETS:
-            raise ConfigError(f"data.dataset must be one of {DATASETS}, got {dataset!r}")
+        if not callable(source):
+            raise ConfigError(f"data.source must be a callable that returns the table, got {source!r}")
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
             if not 0 < value < 0.5:
                 raise ConfigError(f"{key} must be in (0, 0.5), got {value}")
@@ -80,7 +129,7 @@ class TabularDataModule(InMemoryDataModule):
             raise ConfigError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
         if scaler is not None and not (hasattr(scaler, "fit") and hasattr(scaler, "transform")):
             raise ConfigError(f"data.scaler must be a scikit-learn transformer or null, got {scaler!r}")
-        self.dataset, self.scaler = dataset, scaler
+        self.source, self.target, self.scaler = source, target, scaler
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.batch_size = batch_size
@@ -93,10 +142,11 @@ class TabularDataModule(InMemoryDataModule):
             return
         from sklearn.model_selection import train_test_split
 
-        x, y = load_table(self.dataset)
-        if (x.shape[1],) != self.input_shape or int(y.max()) + 1 != self.num_classes:
-            raise ConfigError(f"{self.dataset} has {x.shape[1]} features and {int(y.max()) + 1} "
-                              f"classes; the config says {list(self.input_shape)} and {self.num_classes}")
+        x, y, classes = features_and_labels(self.source(), self.target)
+        if (x.shape[1],) != self.input_shape or len(classes) != self.num_classes:
+            raise ConfigError(f"the table has {x.shape[1]} features and {len(classes)} classes; the "
+                              f"config says data.input_shape={list(self.input_shape)} and "
+                              f"data.num_classes={self.num_classes}")
         x_rest, x_test, y_rest, y_test = train_test_split(
             x, y, test_size=self.test_fraction, random_state=self.split_seed, stratify=y)
         x_train, x_val, y_train, y_val = train_test_split(
@@ -109,5 +159,5 @@ class TabularDataModule(InMemoryDataModule):
             parts = {k: (self.scaler.transform(v[0]), v[1]) for k, v in parts.items()}
         self.splits = {k: (torch.as_tensor(v[0], dtype=torch.float32), torch.as_tensor(v[1]))
                        for k, v in parts.items()}
-        log.info("Data %s: %d train / %d val / %d test, scaler=%s", self.dataset, len(x_train),
-                 len(x_val), len(x_test), type(self.scaler).__name__ if self.scaler else None)
+        log.info("Table: %d train / %d val / %d test rows, classes %s, scaler=%s", len(x_train),
+                 len(x_val), len(x_test), classes, type(self.scaler).__name__ if self.scaler else None)
