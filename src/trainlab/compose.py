@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from trainlab.train import CONFIG_DIR
+from trainlab.config_dir import CONFIG_DIR
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train"

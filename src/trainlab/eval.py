@@ -12,10 +12,10 @@ import hydra
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the run configs use)
+from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError, RunDirError
 from trainlab.rundir import run_of_checkpoint
 from trainlab.runtime import tune_process
-from trainlab.train import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

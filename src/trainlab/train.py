@@ -6,7 +6,6 @@ Only Hydra is imported here, so ``--help`` and ``--cfg job`` answer without load
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,10 +13,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainlab import resolvers  # noqa: F401  (registers the resolvers the configs use)
+from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError
 from trainlab.runtime import tune_process
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 # Launchers that run several trials at once on this machine
 SIDE_BY_SIDE_LAUNCHERS = ("JoblibLauncher", "LocalLauncher")
 
