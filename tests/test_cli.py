@@ -21,7 +21,7 @@ from trainlab.data.cli_sources import FashionMNIST
 from trainlab.models import CNN, Classifier
 
 CLI = Path(sys.executable).parent / "trainlab-cli"
-DIGITS = str(ROOT / "conf" / "cli" / "digits.yaml")
+DIGITS = str(ROOT / "cli" / "digits.yaml")
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -67,7 +67,7 @@ def test_print_config_loads_back(tmp_path):
 
 
 def test_fashion_mnist_config_builds_the_hydra_paths_classes(tmp_path):
-    built = build_cli(["--config", str(ROOT / "conf" / "cli" / "fashion_mnist.yaml"),
+    built = build_cli(["--config", str(ROOT / "cli" / "fashion_mnist.yaml"),
                        f"--trainer.default_root_dir={tmp_path}"], run=False)
     assert type(built.model) is Classifier and isinstance(built.model.net, CNN)
     assert type(built.datamodule) is ImageDataModule
@@ -107,3 +107,12 @@ def test_the_cosine_schedule_spans_the_max_epochs_given_on_the_command_line(tmp_
     callback = next(c for c in built.trainer.callbacks if isinstance(c, LRSchedule))
     scheduler = callback.build(built.model.configure_optimizers(), total_steps=epochs)
     assert scheduler.T_max == epochs == built.trainer.max_epochs  # as train.py's cosine.yaml
+
+
+def test_classes_and_input_shape_come_from_the_data(tmp_path):
+    """One place for data-derived values: the model and its net take the DataModule's."""
+    built = build_cli(["--config", DIGITS, f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert built.model.hparams.num_classes == 10 and list(built.model.hparams.input_shape) == [1, 8, 8]
+    assert built.model.net.head[-1].out_features == 10
+    with pytest.raises(SystemExit):  # a linked key is not the user's to set
+        build_cli(["--config", DIGITS, "--model.num_classes=5"], run=False)
