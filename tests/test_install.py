@@ -93,8 +93,7 @@ def test_wheel_holds_every_module_and_every_hydra_config(installed):
     modules = {p.relative_to(installed.tree / "src").as_posix()
                for p in (installed.tree / "src" / "trainlab").rglob("*.py")}
     configs = {f"trainlab/conf/{p.relative_to(installed.tree / 'conf').as_posix()}"
-               for p in (installed.tree / "conf").rglob("*.yaml")
-               if p.relative_to(installed.tree / "conf").parts[0] != "cli"}  # LightningCLI's
+               for p in (installed.tree / "conf").rglob("*.yaml")}
     assert modules and modules <= names
     assert "trainlab/conf/train.yaml" in configs and "trainlab/conf/eval.yaml" in configs
     assert {n for n in names if n.startswith("trainlab/conf/")} == configs
