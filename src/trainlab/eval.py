@@ -16,6 +16,7 @@ from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError, RunDirError
 from trainlab.rundir import run_of_checkpoint
 from trainlab.runtime import tune_process
+from trainlab.user_code import import_from_working_dir
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
@@ -29,6 +30,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         tune_process(cfg.process.openmp_wait, cfg.process.malloc_keep_freed)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
+    import_from_working_dir()  # user code named by _target_ (trainlab.user_code)
     from trainlab.evaluation import run_eval
 
     return run_eval(cfg)

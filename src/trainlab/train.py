@@ -16,6 +16,7 @@ from trainlab import resolvers  # noqa: F401  (registers the resolvers the confi
 from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError
 from trainlab.runtime import tune_process
+from trainlab.user_code import import_from_working_dir
 
 # Launchers that run several trials at once on this machine
 SIDE_BY_SIDE_LAUNCHERS = ("JoblibLauncher", "LocalLauncher")
@@ -41,6 +42,7 @@ def main(cfg: DictConfig) -> float | None:
                                 shares_cores=trials_share_cores())
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
+    import_from_working_dir()  # user code named by _target_ (trainlab.user_code)
     from trainlab.pipeline import run_job
 
     return run_job(cfg, settings)

@@ -1,0 +1,1 @@
+"""Worked examples of extending trainlab, one per recipe of docs/EXTENDING.md (each tested)."""
