@@ -30,7 +30,7 @@ def test_digits_run_writes_the_outputs_contract(tmp_path):
     metrics = run / "csv" / "version_0" / "metrics.csv"  # Lightning's CSVLogger, first attempt
     assert (run / ".hydra" / "config.yaml").is_file() and metrics.is_file()
     header = metrics.read_text().splitlines()[0].split(",")
-    assert {"epoch", "train/loss_epoch", "train/loss_step", "val/acc"} <= set(header)
+    assert {"epoch", "train/loss", "train/loss_step", "val/acc"} <= set(header)
     assert results["process/openmp"] == "threads spin (process.openmp_wait=launcher)"
     assert "Process settings: openmp: threads spin" in proc.stdout + proc.stderr
     assert "Conv2d" in proc.stdout and "[-1, 32, 8, 8]" in proc.stdout  # summary with input size

@@ -50,6 +50,8 @@ class InMemoryDataModule(pl.LightningDataModule):
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            batches_done=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            if train and trainer is not None else None,
         )
 
     @override
