@@ -140,17 +140,31 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     assert val_curve(read_metrics(killed)) == val_curve(read_metrics(straight))
 
 
-@pytest.mark.slow
-def test_sigterm_saves_checkpoint_and_resume_finishes(tmp_path):
-    run = tmp_path / "run"
-    # 20 epochs: the signal must land in training, not after fit (no handler there: rc -15)
-    args = [a.replace("max_epochs=6", "max_epochs=20") for a in COMMON]
+def interrupt_inside_an_epoch(run: Path, *args: str) -> None:
+    """Launch a run, SIGTERM it a moment after its first checkpoint (inside epoch 1), check that
+    it stopped inside an epoch with status interrupted."""
     proc = launch(*args, f"hydra.run.dir={run}")
     wait_for(run / "checkpoints" / "last.ckpt", proc)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    assert proc.wait(timeout=120) == 143
     assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (loader,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader["batches_done"] > 0, loader  # stopped inside an epoch, not at its end
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["default", "ddp_cpu"])
+def test_sigterm_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, trainer):
+    args = [*COMMON, f"trainer={trainer}"]
+    straight = tmp_path / "straight"
+    assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
+    run = tmp_path / "run"
+    interrupt_inside_an_epoch(run, *args)
     resumed = run_cli(f"resume={run}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final = json.loads((run / "results.json").read_text())
-    assert final["status"] == "ok" and final["epoch"] == 20
+    a = json.loads((straight / "results.json").read_text())
+    b = json.loads((run / "results.json").read_text())
+    assert b["status"] == "ok" and b["epoch"] == 6
+    assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
