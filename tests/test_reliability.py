@@ -140,31 +140,49 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     assert val_curve(read_metrics(killed)) == val_curve(read_metrics(straight))
 
 
-def interrupt_inside_an_epoch(run: Path, *args: str) -> None:
-    """Launch a run, SIGTERM it a moment after its first checkpoint (inside epoch 1), check that
-    it stopped inside an epoch with status interrupted."""
+def interrupt_inside_an_epoch(run: Path, signum: int, *args: str) -> None:
+    """Launch a run, signal it a moment after its first checkpoint (inside epoch 1), check that
+    it stopped inside an epoch with status interrupted, saying by what."""
     proc = launch(*args, f"hydra.run.dir={run}")
     wait_for(run / "checkpoints" / "last.ckpt", proc)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 143
-    assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == (130 if signum == signal.SIGINT else 143)
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "interrupted"
+    assert results["stopped_by"] == signal.Signals(signum).name
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     (loader,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader["batches_done"] > 0, loader  # stopped inside an epoch, not at its end
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", ["default", "ddp_cpu"])
-def test_sigterm_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, trainer):
+@pytest.mark.parametrize(("trainer", "signum"), [("default", signal.SIGTERM), ("ddp_cpu", signal.SIGTERM),
+                                                 ("default", signal.SIGINT)])
+def test_a_signal_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, trainer, signum):
     args = [*COMMON, f"trainer={trainer}"]
     straight = tmp_path / "straight"
     assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
     run = tmp_path / "run"
-    interrupt_inside_an_epoch(run, *args)
+    interrupt_inside_an_epoch(run, signum, *args)
     resumed = run_cli(f"resume={run}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((straight / "results.json").read_text())
     b = json.loads((run / "results.json").read_text())
-    assert b["status"] == "ok" and b["epoch"] == 6
+    assert b["status"] == "ok" and b["epoch"] == 6 and "stopped_by" not in b
     assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
+
+
+@pytest.mark.e2e
+def test_resume_trains_longer_when_asked_and_refuses_other_changes(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("data=digits", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+                   f"hydra.run.dir={run}").returncode == 0
+    refused = run_cli(f"resume={run}", "model.net.dropout=0.5", "trainer.max_epochs=3")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "Refused: model.net.dropout=0.5" in refused.stderr
+    assert json.loads((run / "results.json").read_text())["epoch"] == 1  # untouched
+    longer = run_cli(f"resume={run}", "trainer.max_epochs=3")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "ok" and results["epoch"] == 3 and results["global_step"] == 3 * 17

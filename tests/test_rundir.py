@@ -56,3 +56,18 @@ def test_trials_of_a_sweep_in_natural_order_with_their_overrides(tmp_path):
     (tmp_path / "notes").mkdir()
     assert [d.name for d in rundir.trial_dirs(tmp_path)] == ["2", "9", "10"]
     assert rundir.saved_overrides(tmp_path / "2") == ["seed=3"]
+
+
+def test_a_resume_may_train_longer_and_refuses_any_other_change(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / rundir.CONFIG).write_text("seed: 3\nresume: null\ntrainer: {max_epochs: 6, max_steps: -1}\n"
+                                     "model: {net: {dropout: 0.2}}\n")
+    cfg = rundir.resumed_config(run, [f"resume={run}", "trainer.max_epochs=25"])
+    assert cfg.trainer.max_epochs == 25 and cfg.model.net.dropout == 0.2 and cfg.resume == str(run)
+    assert rundir.resumed_config(run, ["trainer.max_steps=-1"]).trainer.max_steps == -1
+    with pytest.raises(RunDirError, match=r"only trainer.max_epochs and trainer.max_steps may be raised. "
+                                          r"Refused: model.net.dropout=0.5, trainer.max_epochs=3 "
+                                          r"\(below the saved 6\), \+tag=x"):
+        rundir.resumed_config(run, ["model.net.dropout=0.5", "trainer.max_epochs=3", "+tag=x"])
+    with pytest.raises(RunDirError, match=r"Refused: trainer.max_steps=100 \(below the saved -1, no limit\)"):
+        rundir.resumed_config(run, ["trainer.max_steps=100"])

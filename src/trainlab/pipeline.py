@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab import rundir
+from trainlab.callbacks.preemption import PreemptionCheckpoint
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
@@ -63,6 +64,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = instantiate_dict(cfg.get("callbacks"))
+    # the stop check acts after every other callback's on_train_batch_end (LR step, logging)
+    callbacks.sort(key=lambda c: isinstance(c, PreemptionCheckpoint))
     for key, cls, where in SWITCHED_CALLBACKS:  # two keys for one thing must agree
         if cfg.trainer.get(key) is False and any(isinstance(c, cls) for c in callbacks):
             raise ConfigError(f"trainer.{key}=false while {where} is set: the callback is the "
@@ -112,7 +115,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     rank_zero = launch_rank() == 0
     try:
         if cfg.resume or rundir.requeued(output_dir):
-            cfg = rundir.resumed_config(output_dir)
+            # a requeued job repeats its first command: only an explicit resume brings changes
+            cfg = rundir.resumed_config(output_dir, hydra_cfg.overrides.task if cfg.resume else ())
             ckpt_path = str(output_dir / rundir.LAST)
             log.info("Resuming %s from %s", output_dir, ckpt_path)
         elif rank_zero:
@@ -141,12 +145,15 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     try:
         results = fit_and_test(cfg, datamodule, model, trainer, ckpt_path)
     except SIGTERMException:
-        results = {**base, "status": "interrupted", "epoch": trainer.current_epoch,
-                   "global_step": trainer.global_step, "wall_s": time.perf_counter() - start}
+        stopped_by = next((c.signal_name for c in trainer.callbacks
+                           if isinstance(c, PreemptionCheckpoint) and c.signal_name), "SIGTERM")
+        results = {**base, "status": "interrupted", "stopped_by": stopped_by,
+                   "epoch": trainer.current_epoch, "global_step": trainer.global_step,
+                   "wall_s": time.perf_counter() - start}
         if trainer.is_global_zero:
             write_results(output_dir / rundir.RESULTS, results)
-        log.warning("Stopped by SIGTERM; continue with resume=%s", output_dir)
-        raise SystemExit(143) from None
+        log.warning("Stopped by %s; continue with: python train.py resume=%s", stopped_by, output_dir)
+        raise SystemExit(130 if stopped_by == "SIGINT" else 143) from None
     except Exception as err:
         if not multirun:
             raise

@@ -21,9 +21,12 @@ import csv
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.errors import RunDirError
@@ -35,6 +38,8 @@ CHECKPOINTS = "checkpoints"
 LAST = Path(CHECKPOINTS) / "last.ckpt"
 RESULTS = "results.json"
 SWEEP_CONFIG = "multirun.yaml"
+# what a resume may change: the run's length (the rest is the saved run's)
+EXTENDABLE = ("trainer.max_epochs", "trainer.max_steps")
 
 
 def guard_fresh(run_dir: Path) -> None:
@@ -75,12 +80,39 @@ def saved_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def resumed_config(run_dir: Path) -> DictConfig:
-    """The saved config of the run in ``run_dir``, with ``resume`` pointing at it."""
+def resumed_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The saved config of the run in ``run_dir``, with ``resume`` pointing at it.
+
+    A resumed run is the saved run: of the resume command's ``overrides`` only a raise of
+    :data:`EXTENDABLE` (training for longer) is taken; anything else is refused, by name.
+    """
     cfg = saved_config(run_dir)
+    refused = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key, value = override.key_or_group, override.value()
+        if key == "resume":
+            continue
+        saved = OmegaConf.select(cfg, key)
+        if key in EXTENDABLE and override.type is OverrideType.CHANGE and isinstance(value, int) \
+                and not isinstance(value, bool) and _not_below(value, saved):
+            OmegaConf.update(cfg, key, value)
+        else:
+            why = f" (below the saved {saved}{', no limit' if saved == -1 else ''})" \
+                if key in EXTENDABLE else ""
+            refused.append(f"{override.input_line}{why}")
+    if refused:
+        raise RunDirError(f"resume={run_dir}: a resumed run keeps its saved config; only "
+                          f"{' and '.join(EXTENDABLE)} may be raised. Refused: {', '.join(refused)}")
     with open_dict(cfg):
         cfg.resume = str(run_dir)
     return cfg
+
+
+def _not_below(value: int, saved: object) -> bool:
+    """Whether a new step or epoch limit is at least the saved one (-1 means no limit)."""
+    if value == -1:
+        return True
+    return isinstance(saved, int) and saved != -1 and value >= saved
 
 
 def run_of_checkpoint(ckpt_path: Path) -> Path:

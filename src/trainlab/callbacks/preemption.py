@@ -1,9 +1,16 @@
-"""Save a checkpoint when the job is told to stop (SIGTERM, SLURM's pre-timeout signal)."""
+"""Stop at a step boundary when the job is told to stop (SIGTERM, Ctrl-C, SLURM's pre-timeout
+SIGUSR1), save ``last.ckpt`` there, and requeue the SLURM job when its time is running out."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -12,10 +19,26 @@ from typing_extensions import override
 log = logging.getLogger(__name__)
 
 
+def slurm_job_id(environ: dict[str, str] | None = None) -> str | None:
+    """The id ``scontrol requeue`` takes: ``<array job>_<task>`` in a job array, else the job's."""
+    env = os.environ if environ is None else environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
 class PreemptionCheckpoint(pl.Callback):
-    """On SIGTERM write ``<dirpath>/last.ckpt`` (atomically, as every Lightning save) so that
-    ``python train.py resume=<run dir>`` continues. SLURM's SIGUSR1 is handled by Lightning's
-    SLURM environment (``auto_requeue``), which checkpoints and requeues the same job.
+    """Turn a stop signal into a checkpoint at the next step boundary, on every rank together.
+
+    During training the signal handlers only note the signal: SIGTERM (``kill``, SLURM's
+    preemption or end of job), SIGINT (Ctrl-C; a second one stops at once) and, in a SLURM job,
+    SIGUSR1 (the pre-timeout signal, ``--signal=USR1@<s>``). After the training step in
+    progress, the ranks agree (any rank's signal stops all), write ``<dirpath>/last.ckpt`` and
+    stop with ``SIGTERMException``; for SIGUSR1, rank 0 first runs ``scontrol requeue``, and the
+    requeued job resumes from that checkpoint. ``python train.py resume=<run dir>`` continues
+    any other stop exactly. Nothing is saved inside a signal handler, so a checkpoint never
+    holds half a step and no collective runs out of order. These handlers replace Lightning's
+    own (its SLURM auto-requeue and SIGTERM handling) during training only.
 
     Args:
         dirpath: checkpoint directory (the ModelCheckpoint's).
@@ -23,12 +46,56 @@ class PreemptionCheckpoint(pl.Callback):
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
+        self.signal_name: str | None = None  # the signal that stopped the run
+        self._previous: dict[int, Any] = {}
+
+    def _signals(self) -> list[int]:
+        extra = [signal.SIGUSR1] if slurm_job_id() else []
+        return [signal.SIGTERM, signal.SIGINT, *extra]
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
+            self._previous = {s: signal.signal(s, self._note) for s in self._signals()}
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.signal_name == "SIGINT":
+            raise KeyboardInterrupt  # Ctrl-C twice: stop now
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+            log.warning("%s: stopping after this step and saving %s", self.signal_name,
+                        self.dirpath / "last.ckpt")
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        # every rank asks every step (one tiny all-reduce under DDP), so all stop at this step
+        if not trainer.strategy.reduce_boolean_decision(self.signal_name is not None, all=False):
+            return
+        self.signal_name = self.signal_name or "SIGTERM"  # another rank's signal
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        log.warning("%s: saved %s at epoch %d step %d", self.signal_name, path,
+                    trainer.current_epoch, trainer.global_step)
+        if self.signal_name == "SIGUSR1" and trainer.is_global_zero:
+            job = slurm_job_id()
+            done = subprocess.run(["scontrol", "requeue", str(job)], capture_output=True, text=True)
+            log.warning("SLURM job %s requeued (it resumes from %s)%s", job, path,
+                        "" if done.returncode == 0 else f": scontrol failed: {done.stderr.strip()}")
+        self._restore()
+        raise SIGTERMException
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
-            log.warning("SIGTERM: saved %s at epoch %d step %d; continue with resume=%s", path,
-                        trainer.current_epoch, trainer.global_step, self.dirpath.parent)
+        self._restore()
+
+    def _restore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}

@@ -1,0 +1,56 @@
+"""A stop signal becomes a checkpoint at the next step boundary; SLURM's pre-timeout signal also
+requeues the job (and leaves no checkpoint of its own behind)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+from trainlab.callbacks import PreemptionCheckpoint
+from trainlab.callbacks import preemption as module
+
+
+def test_the_requeue_id_of_a_job_and_of_an_array_task():
+    assert module.slurm_job_id({"SLURM_JOB_ID": "41"}) == "41"
+    assert module.slurm_job_id({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40",
+                                "SLURM_ARRAY_TASK_ID": "3"}) == "40_3"
+    assert module.slurm_job_id({}) is None
+
+
+class Signal(pl.Callback):
+    def __init__(self, signum: int, at: int) -> None:
+        self.signum, self.at = signum, at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_slurms_pre_timeout_signal_saves_and_requeues(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    calls = []
+    monkeypatch.setattr(module.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    stop = PreemptionCheckpoint(str(tmp_path / "checkpoints"))
+    trainer = tiny_trainer(tmp_path, max_epochs=5, callbacks=[Signal(signal.SIGUSR1, at=7), stop])
+    with pytest.raises(SIGTERMException):
+        trainer.fit(tiny_model(), datamodule=tiny_datamodule())
+    assert stop.signal_name == "SIGUSR1" and trainer.global_step == 7  # the step in progress ended
+    assert calls == [["scontrol", "requeue", "1234"]]
+    assert sorted(p.name for p in tmp_path.rglob("*.ckpt")) == ["last.ckpt"]  # no hpc_ckpt_*
+    assert signal.getsignal(signal.SIGUSR1) is not stop._note  # handlers given back
+
+
+def test_without_a_signal_nothing_is_saved_and_handlers_are_given_back(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    stop = PreemptionCheckpoint(str(tmp_path / "checkpoints"))
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[stop]).fit(tiny_model(), datamodule=tiny_datamodule())
+    assert stop.signal_name is None and not list(tmp_path.rglob("*.ckpt"))
+    assert signal.getsignal(signal.SIGINT) is before
