@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
-from trainlab.callbacks import PreemptionCheckpoint
+from trainlab.callbacks import PreemptionCheckpoint, RunClock
 from trainlab.callbacks import preemption as module
 
 
@@ -54,3 +55,16 @@ def test_without_a_signal_nothing_is_saved_and_handlers_are_given_back(tmp_path)
     tiny_trainer(tmp_path, max_epochs=1, callbacks=[stop]).fit(tiny_model(), datamodule=tiny_datamodule())
     assert stop.signal_name is None and not list(tmp_path.rglob("*.ckpt"))
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_run_clock_carries_earlier_attempts_through_a_checkpoint(tmp_path):
+    clock = RunClock()
+    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[clock])
+    trainer.fit(tiny_model(), datamodule=tiny_datamodule())
+    trainer.save_checkpoint(tmp_path / "a.ckpt")
+    saved = torch.load(tmp_path / "a.ckpt", weights_only=True)["trainlab_wall_s"]
+    assert 0 < saved <= clock.elapsed_s()
+    again = RunClock()
+    resumed = tiny_trainer(tmp_path, max_epochs=2, callbacks=[again])
+    resumed.fit(tiny_model(), datamodule=tiny_datamodule(), ckpt_path=tmp_path / "a.ckpt", weights_only=True)
+    assert again.earlier_s == saved and again.elapsed_s() > saved

@@ -31,7 +31,8 @@ def test_same_seed_same_results(tmp_path):
     runs = []
     for i in range(2):
         cfg = compose_cfg(["data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
-                           "augmentation=gaussian_noise"], tmp_path / str(i))
+                           "augmentation=gaussian_noise", "trainer.log_every_n_steps=1"],
+                          tmp_path / str(i))
         datamodule, model, trainer = build(cfg)
         runs.append(metrics_of(fit_and_test(cfg, datamodule, model, trainer, None)))
     assert runs[0] == runs[1]
@@ -41,7 +42,7 @@ def test_same_seed_same_results(tmp_path):
 def test_divergence_stops_cleanly_and_keeps_good_weights(cfg_factory, tmp_path):
     cfg = cfg_factory("data=digits", "trainer.max_epochs=3", "optimizer=sgd",
                       "model.optimizer.lr=1e6", "model.net.batchnorm=false",
-                      "callbacks.progress_bar=null")
+                      "callbacks.progress_bar=null", "trainer.log_every_n_steps=1")
     datamodule, model, trainer = build(cfg)
     results = fit_and_test(cfg, datamodule, model, trainer, None)
     assert results["status"] == "diverged"
@@ -74,6 +75,7 @@ def test_interrupted_checkpoint_write_leaves_previous_last_ckpt_intact(tmp_path,
     torch.load(path, weights_only=True)
 
 
+@pytest.mark.e2e
 def test_resume_dir_that_does_not_exist_is_a_clear_error(tmp_path):
     proc = run_cli(f"resume={tmp_path / 'nope'}")
     assert proc.returncode != 0
@@ -121,10 +123,10 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
     assert run_cli(*COMMON, f"hydra.run.dir={straight}").returncode == 0
     killed = tmp_path / "killed"
-    proc = launch(*COMMON, f"hydra.run.dir={killed}")
-    wait_for(killed / "checkpoints" / "last.ckpt", proc)  # mid-run: after the first epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with launch(*COMMON, f"hydra.run.dir={killed}") as proc:  # closes its stdout pipe
+        wait_for(killed / "checkpoints" / "last.ckpt", proc)  # mid-run: after the first epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert not (killed / "results.json").exists()
     resumed = run_cli(f"resume={killed}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -140,20 +142,21 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     assert val_curve(read_metrics(killed)) == val_curve(read_metrics(straight))
 
 
-def interrupt_inside_an_epoch(run: Path, signum: int, *args: str) -> None:
+def interrupt_inside_an_epoch(run: Path, signum: int, *args: str) -> dict:
     """Launch a run, signal it a moment after its first checkpoint (inside epoch 1), check that
     it stopped inside an epoch with status interrupted, saying by what."""
-    proc = launch(*args, f"hydra.run.dir={run}")
-    wait_for(run / "checkpoints" / "last.ckpt", proc)
-    time.sleep(0.5)
-    proc.send_signal(signum)
-    assert proc.wait(timeout=120) == (130 if signum == signal.SIGINT else 143)
+    with launch(*args, f"hydra.run.dir={run}") as proc:  # closes its stdout pipe
+        wait_for(run / "checkpoints" / "last.ckpt", proc)
+        time.sleep(0.5)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) == (130 if signum == signal.SIGINT else 143)
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "interrupted"
     assert results["stopped_by"] == signal.Signals(signum).name
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     (loader,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader["batches_done"] > 0, loader  # stopped inside an epoch, not at its end
+    return results
 
 
 @pytest.mark.slow
@@ -164,12 +167,13 @@ def test_a_signal_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path,
     straight = tmp_path / "straight"
     assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
     run = tmp_path / "run"
-    interrupt_inside_an_epoch(run, signum, *args)
+    first = interrupt_inside_an_epoch(run, signum, *args)
     resumed = run_cli(f"resume={run}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((straight / "results.json").read_text())
     b = json.loads((run / "results.json").read_text())
     assert b["status"] == "ok" and b["epoch"] == 6 and "stopped_by" not in b
+    assert b["wall_s"] > first["wall_s"]  # both attempts counted
     assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
 
 

@@ -22,6 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from trainlab import rundir
 from trainlab.callbacks.preemption import PreemptionCheckpoint
+from trainlab.callbacks.run_clock import RunClock
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
@@ -48,6 +49,12 @@ def setup_error(err: BaseException) -> BaseException | None:
             return err
         err = err.__cause__
     return None
+
+
+def wall_s(trainer: pl.Trainer, start: float) -> float:
+    """Seconds of this attempt since ``start``, plus the earlier attempts' (RunClock)."""
+    earlier = sum(c.earlier_s for c in trainer.callbacks if isinstance(c, RunClock))
+    return earlier + time.perf_counter() - start
 
 
 def instantiate_dict(node: DictConfig | None) -> list[Any]:
@@ -149,7 +156,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
                            if isinstance(c, PreemptionCheckpoint) and c.signal_name), "SIGTERM")
         results = {**base, "status": "interrupted", "stopped_by": stopped_by,
                    "epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                   "wall_s": time.perf_counter() - start}
+                   "wall_s": wall_s(trainer, start)}
         if trainer.is_global_zero:
             write_results(output_dir / rundir.RESULTS, results)
         log.warning("Stopped by %s; continue with: python train.py resume=%s", stopped_by, output_dir)
@@ -159,7 +166,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
             raise
         log.error("Trial failed: %s\n%s", err, traceback.format_exc())
         results = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    results = {**base, **results, "wall_s": time.perf_counter() - start}
+    results = {**base, **results, "wall_s": wall_s(trainer, start)}
     if trainer.is_global_zero:
         write_results(output_dir / rundir.RESULTS, results)
         log.info("Results: %s", output_dir / rundir.RESULTS)
