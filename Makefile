@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-e2e test-all sweep bench lint clean
+.PHONY: install train test test-unit test-e2e test-all sweep bench lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,8 +17,13 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
+# Test tiers (tests/conftest.py says which test is which): unit and integration run in one
+# process in about two minutes; e2e starts train.py, eval.py, the CLI and a wheel install.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -m 'unit or integration' $(ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m unit $(ARGS)
 
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 -m '(e2e or slow) and not gpu' $(ARGS)

@@ -1,11 +1,35 @@
-"""Shared fixtures: compose configs the way ``train.py`` does, run the CLI in a subprocess."""
+"""Shared fixtures (compose configs the way ``train.py`` does, run it in a subprocess) and the
+tier of every test.
+
+Tiers, each a marker registered in pyproject.toml:
+
+- ``unit``: pure functions and single objects; no Trainer, no process started. ``make test-unit``.
+- ``integration``: in one process, the parts together: composes configs, builds the objects,
+  runs a Trainer. ``make test`` runs unit and integration.
+- ``e2e``: starts a process: train.py, eval.py, trainlab-cli, scripts/, a wheel install, a
+  fresh interpreter. ``make test-e2e`` runs it with the ``slow`` tests (minutes each).
+
+``e2e``, ``slow``, ``gpu`` (needs CUDA) and ``slurm`` (needs a SLURM cluster) are marked by hand
+and such a test gets no other tier. Every other test is given ``unit`` or ``integration`` at
+collection by one rule: it is ``integration`` when it requests a fixture of
+:data:`INTEGRATION_FIXTURES`, or when its code, or a function or class of its own module that the
+code names (followed through), names one of :data:`INTEGRATION_NAMES`; else ``unit``. A test
+marked ``unit`` or ``integration`` by hand keeps that mark.
+
+The rule is checked as the tests run (:func:`_tier_guard`): a unit test that constructs a
+Trainer, or a unit or integration test that starts a Python process, fails saying which mark
+it needs.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import pytest
@@ -22,8 +46,90 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TRAINLAB_CACHE", tempfile.mkdtemp(prefix="trainlab-test-cache-"))
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+TIERS = ("unit", "integration")
+# marks that name their own run (make test-e2e, a GPU, make test-cluster): no tier besides
+OWN_RUN = frozenset({"e2e", "slow", "gpu", "slurm"})
+INTEGRATION_FIXTURES = frozenset({"cfg_factory", "compose_hydra"})
+# what composes configs, builds the objects from them or makes a Trainer
+INTEGRATION_NAMES = frozenset({"compose", "compose_cfg", "compose_config", "build", "build_cli",
+                               "fit_and_test", "tiny_trainer", "Trainer"})
+
 
 compose_cfg = compose_config
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """Global, attribute and imported names of ``code`` and of the functions nested in it."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _names_used(obj: object, module: types.ModuleType, seen: set[int]) -> set[str]:
+    """Names in a function's or a class's code, and in the module's own helpers they name."""
+    if id(obj) in seen:
+        return set()
+    seen.add(id(obj))
+    functions = [f for f in vars(obj).values() if inspect.isfunction(f)] if inspect.isclass(obj) \
+        else [obj]
+    names = set().union(*(_code_names(f.__code__) for f in functions))
+    for name in list(names):
+        helper = getattr(module, name, None)
+        if (inspect.isfunction(helper) or inspect.isclass(helper)) and \
+                helper.__module__ == module.__name__:
+            names |= _names_used(helper, module, seen)
+    return names
+
+
+def tier(item: pytest.Function) -> str:
+    """``integration`` or ``unit`` by the rule of this module's docstring."""
+    if INTEGRATION_FIXTURES & set(item.fixturenames):
+        return "integration"
+    if INTEGRATION_NAMES & _names_used(item.function, item.module, set()):
+        return "integration"
+    return "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = {mark.name for mark in item.iter_markers()}
+        if isinstance(item, pytest.Function) and not marks & (OWN_RUN | set(TIERS)):
+            item.add_marker(tier(item))
+
+
+def _starts_python(args) -> bool:
+    program = Path(args if isinstance(args, (str, os.PathLike)) else args[0])
+    return program.name.startswith("python") or program.parent == Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a unit test that constructs a Trainer and a unit or integration test that starts a
+    Python process (train.py, a script, ``python -c``), naming the mark the test needs."""
+    current = next((t for t in TIERS if request.node.get_closest_marker(t)), None)
+    if current is None:
+        return
+
+    def refuse(original, what: str, mark: str, check=lambda *a, **k: True):
+        @functools.wraps(original)
+        def guarded(self, *args, **kwargs):
+            if check(*args, **kwargs):
+                pytest.fail(f"this {current} test {what}: mark it @pytest.mark.{mark} "
+                            "(tiers: tests/conftest.py)", pytrace=False)
+            return original(self, *args, **kwargs)
+        return guarded
+
+    monkeypatch.setattr(subprocess.Popen, "__init__",
+                        refuse(subprocess.Popen.__init__, "starts a Python process", "e2e",
+                               check=lambda args, *a, **k: _starts_python(args)))
+    if current == "unit":
+        import pytorch_lightning as pl
+
+        monkeypatch.setattr(pl.Trainer, "__init__",
+                            refuse(pl.Trainer.__init__, "constructs a Trainer", "integration"))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 
 def train(cfg_factory, *overrides: str):
     cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+                      "trainer.log_every_n_steps=1",
                       *overrides)
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule)
@@ -45,6 +46,7 @@ def test_bf16_mixed_trains_on_cuda(cfg_factory):
     dtypes = []
     cfg_overrides = ("trainer=gpu", "trainer.precision=bf16-mixed")
     cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+                      "trainer.log_every_n_steps=1",
                       *cfg_overrides)
     datamodule, model, trainer = build(cfg)
     model.net.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
@@ -76,7 +78,7 @@ def test_data_is_resident_on_the_gpu_and_batches_are_cut_there(cfg_factory):
             seen.append(batch[0].device.type)
 
     cfg = cfg_factory("data=digits", "trainer=gpu", "trainer.max_epochs=1",
-                      "callbacks.progress_bar=null", "augmentation=flip")
+                      "callbacks.progress_bar=null", "augmentation=flip", "trainer.log_every_n_steps=1")
     datamodule, model, trainer = build(cfg)
     trainer.callbacks.append(Probe())
     batches = []

@@ -43,7 +43,8 @@ def test_fit_writes_config_checkpoints_and_obeys_optimizer_and_scheduler_flags(t
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["optimizer"]["class_path"] == "torch.optim.SGD"
     assert saved["model"]["optimizer"]["init_args"]["lr"] == 0.05
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    with (run / "metrics.csv").open() as metrics:
+        rows = list(csv.DictReader(metrics))
     lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
     assert lrs == pytest.approx([0.025, 0.0125])  # StepLR(step_size=1, gamma=0.5) after each epoch
     val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]

@@ -1,13 +1,19 @@
-"""Every YAML of every config group composes, instantiates and trains one epoch on digits."""
+"""Every YAML of every config group composes, instantiates and trains one epoch on digits; every
+experiment's own keys reach the objects they configure."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from conftest import ROOT, run_cli
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
+from trainlab.ddp import HydraJobLauncher
 from trainlab.pipeline import build
 
 CONF = ROOT / "conf"
@@ -58,7 +64,7 @@ def overrides_for(group: str, option: str, tmp_path: Path) -> list[str]:
     data = option if group == "data" else ("wine" if group == "scaler" else "digits")
     out = [f"data={data}", f"{prefix}{group}={option}", "trainer.max_epochs=1",
            "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-           "trainer.limit_test_batches=1", "test=false"]
+           "trainer.limit_test_batches=1", "trainer.log_every_n_steps=1", "test=false"]
     if not (group == "callbacks" and option == "none"):
         out.append("callbacks.progress_bar=null")
     if data in TABULAR:
@@ -87,9 +93,12 @@ def test_option_composes_instantiates_and_trains(group, option, cfg_factory, tmp
     if (group, option) in NEEDS_GPU and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     cfg = cfg_factory(*overrides_for(group, option, tmp_path))
-    if (group, option) == ("trainer", "ddp_cpu"):
-        return  # composes; DDP runs in tests/test_ddp.py (subprocesses)
     datamodule, model, trainer = build(cfg)
+    if (group, option) == ("trainer", "ddp_cpu"):  # fit starts processes: tests/test_ddp.py
+        assert isinstance(trainer.strategy.launcher, HydraJobLauncher)
+        assert trainer.world_size == trainer.strategy.launcher.num_processes == 2
+        assert trainer.strategy.process_group_backend == "gloo"
+        return
     if (group, option) in NEEDS_DOWNLOAD:
         pytest.skip("instantiated; training needs torchvision's download (offline here)")
     trainer.fit(model, datamodule=datamodule)
@@ -97,12 +106,67 @@ def test_option_composes_instantiates_and_trains(group, option, cfg_factory, tmp
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of every leaf of a plain dict (a list is one leaf)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    return {k: v for key, child in node.items()
+            for k, v in leaves(child, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
+def experiment_settings(name: str) -> dict[str, Any]:
+    """The keys an experiment file sets itself, unresolved (not its defaults list or Hydra's node)."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{name}.yaml"), resolve=False)
+    return {key: value for key, value in leaves(raw).items()
+            if key != "defaults" and key.split(".")[0] != "hydra"}
+
+
+def owner(cfg: DictConfig, key: str) -> tuple[type, str]:
+    """The class the innermost ``_target_`` node above ``key`` builds, and the argument ``key`` is."""
+    parts = key.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        node = OmegaConf.select(cfg, ".".join(parts[:i]))
+        if isinstance(node, DictConfig) and "_target_" in node:
+            assert i == len(parts) - 1, f"{key}: a nested argument of {node._target_}"
+            return get_class(node._target_), parts[-1]
+    raise AssertionError(f"{key} is under no _target_")
+
+
+def constructor_arguments(monkeypatch, classes) -> dict[type, dict[str, Any]]:
+    """``{class: keyword arguments of its latest construction}``, filled as ``classes`` are built."""
+    received: dict[type, dict[str, Any]] = {}
+    for cls in classes:  # the defaults bind this class; no constructor takes these two names
+        def recorded(self, *args, __init=cls.__init__, __cls=cls, **kwargs):
+            received[__cls] = kwargs
+            __init(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "__init__", functools.wraps(cls.__init__)(recorded))
+    return received
+
+
+def plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 @pytest.mark.parametrize("name", experiments())
-def test_experiment_composes_and_builds(name, cfg_factory):
+def test_experiment_settings_reach_the_config_and_the_objects_they_configure(name, cfg_factory,
+                                                                             monkeypatch):
+    """Each key the experiment file sets is in the composed config as written, and each one
+    under data, model and trainer is an argument the built object was constructed with."""
+    settings = experiment_settings(name)
     cfg = cfg_factory(f"+experiment={name}")
-    build(cfg)
+    composed = leaves(OmegaConf.to_container(cfg, resolve=False))
+    assert {key: composed.get(key, "<missing>") for key in settings} == settings
+    built = {key: owner(cfg, key) for key in settings if key.split(".")[0] in ("data", "model", "trainer")}
+    assert built, f"experiment {name} changes no data, model or trainer key"
+    received = constructor_arguments(monkeypatch, {cls for cls, _ in built.values()})
+    _, model, _ = build(cfg)
+    model.configure_optimizers()  # the optimizer is a partial until the parameters exist
+    for key, (cls, argument) in built.items():
+        assert argument in received.get(cls, {}), f"{key}: {cls.__name__} never received {argument}"
+        assert plain(received[cls][argument]) == plain(OmegaConf.select(cfg, key)), key
 
 
+@pytest.mark.e2e
 def test_unknown_group_option_exits_nonzero_with_hydra_message(tmp_path):
     proc = run_cli("optimizer=nadamax", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
@@ -111,6 +175,7 @@ def test_unknown_group_option_exits_nonzero_with_hydra_message(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_help_and_cfg_job_do_not_import_torch():
     probe = ("import sys, runpy; sys.argv=['train.py','--cfg','job'];"
              "\ntry: runpy.run_path('train.py', run_name='__main__')"

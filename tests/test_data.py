@@ -22,7 +22,8 @@ from trainlab.data.sources import DataUnavailableError, ImageSplits, digits, fas
 def write_idx(path, array: np.ndarray, gz: bool = True) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     raw = header + array.astype(np.uint8).tobytes()
-    (gzip.open(path, "wb") if gz else open(path, "wb")).write(raw)
+    with gzip.open(path, "wb") if gz else open(path, "wb") as f:
+        f.write(raw)
 
 
 def test_read_idx_roundtrip(tmp_path):

@@ -52,7 +52,8 @@ def test_eval_reproduces_the_runs_test_and_predicts_into_its_own_dir(trained_run
     assert evaluated["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
     assert evaluated["test/loss"] == pytest.approx(results["test/loss"], abs=1e-5)
     assert evaluated["run_dir"] == str(trained_run.resolve()) and evaluated["n_predictions"] == 450
-    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    with (out / "predictions.csv").open() as predictions:
+        rows = list(csv.DictReader(predictions))
     probs = torch.tensor([[float(r[f"p_{k}"]) for k in range(10)] for r in rows])
     assert torch.allclose(probs.sum(dim=1), torch.ones(len(rows)), atol=1e-4)
     preds = torch.tensor([int(r["pred"]) for r in rows])
@@ -63,6 +64,7 @@ def test_eval_reproduces_the_runs_test_and_predicts_into_its_own_dir(trained_run
     assert "test/acc" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_png_folder_and_float_tensor_give_the_same_probabilities(trained_run, tmp_path):
     images = digits().test_x[:3]
     folder = tmp_path / "pngs"
@@ -82,6 +84,7 @@ def test_png_folder_and_float_tensor_give_the_same_probabilities(trained_run, tm
     assert p_png.shape == (3, 10) and torch.allclose(p_png, p_pt, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_missing_checkpoint_fails_with_the_key_and_writes_nothing(tmp_path):
     out = tmp_path / "eval"
     proc = run_cli(f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={out}", script="eval.py")
@@ -90,6 +93,7 @@ def test_missing_checkpoint_fails_with_the_key_and_writes_nothing(tmp_path):
     assert not (out / "eval.json").exists()
 
 
+@pytest.mark.e2e
 def test_checkpoint_errors_say_what_to_pass(trained_run, tmp_path):
     with pytest.raises(RunDirError, match=r"is a directory, not a checkpoint file; it holds \["):
         run_of_checkpoint(trained_run)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import run_cli
+
+pytestmark = pytest.mark.e2e  # every test runs train.py or eval.py
 
 
 def test_train_help_lists_groups_entry_points_and_outputs():

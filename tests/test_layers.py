@@ -93,15 +93,12 @@ def test_dropout_placement_head_vs_all():
     assert count(every, nn.Dropout) == 3 and count(every, nn.Dropout2d) == 2
 
 
-def test_batchnorm_train_mode_standardizes_each_feature():
-    torch.manual_seed(0)
-    mlp = MLP([5], 2, hidden=(16,), batchnorm=True, activation="Identity")
-    bn = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)][0]
-    x = torch.randn(256, 16) * 7 + 3
-    y = bn.train()(x)
-    assert torch.allclose(y.mean(0), torch.zeros(16), atol=1e-5)
-    assert torch.allclose(y.var(0, unbiased=False), torch.ones(16), atol=1e-3)
-    assert torch.allclose(bn.running_mean, 0.1 * x.mean(0), atol=1e-5)  # momentum 0.1
+def test_the_mlp_normalizes_each_hidden_layer_between_its_linear_and_its_activation():
+    mlp = MLP([5], 2, hidden=(16, 8), batchnorm=True, bn_momentum=0.3, bn_eps=1e-3, dropout=0.5)
+    assert [type(m).__name__ for m in mlp.layers] == [
+        "Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+    bns = [m for m in mlp.layers if isinstance(m, nn.BatchNorm1d)]
+    assert [(bn.num_features, bn.momentum, bn.eps) for bn in bns] == [(16, 0.3, 1e-3), (8, 0.3, 1e-3)]
 
 
 def test_batchnorm_on_off_and_options():

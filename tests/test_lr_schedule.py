@@ -79,7 +79,7 @@ def test_resume_continues_schedule_where_it_stopped(tmp_path):
     def callback():
         return LRSchedule(partial(sched.StepLR, step_size=2, gamma=0.1))
     dm = tiny_datamodule()
-    first = tiny_trainer(tmp_path, max_epochs=3, callbacks=[callback()], ckpt=True)
+    first = tiny_trainer(tmp_path, max_epochs=3, callbacks=[callback()])
     first.fit(tiny_model(), datamodule=dm)
     ckpt = tmp_path / "stop.ckpt"
     first.save_checkpoint(ckpt)
@@ -152,6 +152,7 @@ def expected_lrs(callback: LRSchedule, steps_per_epoch: int) -> list[float]:
     for _ in range(EPOCHS):
         for _ in range(steps_per_epoch):
             lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()  # no gradient: changes nothing, but the scheduler steps after it
             if callback.interval == "step":
                 scheduler.step()
         if callback.interval == "epoch":

@@ -489,6 +489,7 @@ def test_write_report_rejects_empty_or_missing_dir(tmp_path: Path) -> None:
         write_report(tmp_path / "missing")
 
 
+@pytest.mark.e2e
 def test_script_regenerates_report(sweep: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "report.py"), str(sweep), "--metrics",
@@ -502,6 +503,7 @@ def test_script_regenerates_report(sweep: Path) -> None:
     assert not (sweep / "plot_wall_s.png").exists()
 
 
+@pytest.mark.e2e
 def test_script_reuses_the_metrics_the_sweep_chose(sweep: Path) -> None:
     (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"callbacks": {"report": {
         "_target_": "trainlab.hydra_callbacks.SweepReport", "metrics": ["test/acc", "weights/l1"],
@@ -522,6 +524,7 @@ def test_configured_report_without_multirun_yaml(tmp_path: Path) -> None:
     assert configured_report(tmp_path) == {"metrics": None, "option_keys": ["a", "1"]}
 
 
+@pytest.mark.e2e
 def test_script_fails_cleanly_on_empty_dir(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path)],
@@ -554,6 +557,7 @@ def test_sweep_report_callback_never_raises(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_real_hydra_multirun_writes_report(tmp_path: Path) -> None:
     """End to end: the callback finds the sweep dir even when it uses ${now:...}."""
     (tmp_path / "config.yaml").write_text(

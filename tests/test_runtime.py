@@ -29,6 +29,7 @@ CHOOSE = ("import os\nfrom trainlab import runtime\nruntime.busy_cpus = lambda: 
           "print(runtime.openmp_wait_policy({wait!r}, {shares}), os.environ.get('OMP_WAIT_POLICY'), sep='|')")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("wait", "busy", "shares", "env", "expected"), [
     ("launcher", 1.0, False, {}, ("threads spin (process.openmp_wait=launcher)", "None")),
     ("launcher", 0.0, True, {}, ("threads sleep, OMP_WAIT_POLICY=PASSIVE (process.openmp_wait=launcher, "
@@ -58,6 +59,7 @@ def test_a_bad_openmp_wait_names_the_key_and_the_choices():
         runtime._choose_openmp_wait_policy("fast", False)
 
 
+@pytest.mark.e2e
 def test_the_first_choice_holds_and_none_is_made_after_torch_loaded():
     out = run_python("from trainlab import runtime\n"
                      "a = runtime.openmp_wait_policy('spin')\nb = runtime.openmp_wait_policy('sleep')\n"
@@ -84,6 +86,7 @@ def test_busy_cpus_sees_a_spinning_thread():
     assert busy is not None and runtime.BUSY_CPUS < busy <= len(os.sched_getaffinity(0)) + 0.01
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_malloc_thresholds_are_raised_unless_asked_not_to():
     # the effect (page faults per step, samples/s) is measured by scripts/bench.py, not here

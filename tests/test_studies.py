@@ -163,6 +163,7 @@ def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     assert md_rows(failed_section)[1][:4] == ["1", "model.net.dropout=1.5", "1", "failed"]
 
 
+@pytest.mark.e2e
 def test_optuna_search_maximizes_val_acc(tmp_path):
     """hparams_search=optuna: 3 trials on digits; the reported best is the best trial."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",

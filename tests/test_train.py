@@ -80,14 +80,16 @@ def test_float64_run_keeps_float64_end_to_end(tmp_path):
     assert set(seen) == {(torch.float64, torch.float64)}
 
 
-def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
+def test_bf16_mixed_feeds_the_net_float32_batches_that_autocast_runs_in_bf16(tmp_path):
     model = tiny_model()
     seen = []
-    model.net.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    model.net.register_forward_hook(lambda m, a, out: seen.append((a[0].dtype, out.dtype)))
     trainer = tiny_trainer(tmp_path, max_epochs=1, precision="bf16-mixed")
     trainer.fit(model, datamodule=tiny_datamodule())
-    assert torch.bfloat16 in set(seen)
+    # the DataModule normalizes into the module's dtype (float32), not the autocast dtype
+    assert set(seen) == {(torch.float32, torch.bfloat16)}
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # master weights stay fp32
+    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and model.status == "ok"
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -111,8 +113,9 @@ def test_bf16_mixed_runs_on_cpu_autocast(tmp_path):
 def test_bad_values_fail_in_build_with_key(override, message, cfg_factory):
     from trainlab.pipeline import build
 
-    if message is None:  # control: a good override builds
-        build(cfg_factory("data=digits", *override.split()))
+    if message is None:  # control: a good override builds and takes effect
+        _, _, trainer = build(cfg_factory("data=digits", *override.split()))
+        assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm) == (0.1, "norm")
         return
     with pytest.raises(Exception, match=re.escape(message)):
         build(cfg_factory("data=digits", *override.split()))
