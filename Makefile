@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-unit test-e2e test-all sweep bench lint clean
+.PHONY: install train test test-unit test-e2e test-all test-cluster sweep bench lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-e2e: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m '' $(ARGS)
+
+# A one-node SLURM on this machine (scripts/slurm_local.sh, as root: installs the Debian packages
+# if missing), the tests marked slurm against it, then its daemons stopped even when tests fail.
+test-cluster: $(STAMP)
+	eval "$$(scripts/slurm_local.sh up)" && \
+	  $(BIN)/python -m pytest -q --durations=15 -m slurm $(ARGS); \
+	  status=$$?; scripts/slurm_local.sh down; exit $$status
 
 sweep: $(STAMP)
 	$(BIN)/python train.py -m +experiment=study/$(STUDY) $(ARGS)

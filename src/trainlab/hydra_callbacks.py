@@ -8,6 +8,8 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
           _target_: trainlab.hydra_callbacks.SweepReport
         release_ddp:
           _target_: trainlab.hydra_callbacks.ReleaseDDP
+        slurm_preflight:
+          _target_: trainlab.hydra_callbacks.SlurmPreflight
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
 log = logging.getLogger(__name__)
@@ -71,3 +73,36 @@ class ReleaseDDP(Callback):
         ddp = sys.modules.get("trainlab.ddp")
         if ddp is not None:
             ddp.release_job()
+
+
+# the keys of hydra.launcher that size a SLURM job (trainlab.slurm_check.Request)
+SLURM_REQUEST_KEYS = ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node",
+                      "mem_gb", "timeout_min")
+
+
+class SlurmPreflight(Callback):
+    """Before a ``hydra/launcher=slurm`` sweep is submitted: stop it when no node of the partition
+    could ever run its jobs (:func:`trainlab.slurm_check.check_launcher`; SLURM would leave them
+    pending while the launcher waits), note that ``trainer.accelerator=auto`` asks for no GPU on
+    a partition that has some, and show submitit's "sacct unavailable" warning once instead of on
+    every poll. Does nothing for other launchers.
+    """
+
+    @override
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            return
+        from trainlab import slurm_check
+
+        slurm_check.quiet_sacct_warnings()
+        # Hydra turns an Exception from a callback into a warning; a resolver's ConfigError
+        # (trainer.devices=auto) is raised again, with its message, when the launcher is built
+        request = {key: launcher.get(key) for key in SLURM_REQUEST_KEYS}
+        message = slurm_check.check_launcher(request)
+        if message:
+            raise SystemExit(f"error: {message}")  # SystemExit: stops the sweep (see above)
+        note = slurm_check.auto_accelerator_note(OmegaConf.select(config, "trainer.accelerator"),
+                                                 request["partition"])
+        if note:
+            log.warning("%s", note)

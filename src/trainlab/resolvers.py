@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 from omegaconf import OmegaConf
 
-from trainlab import rundir
+from trainlab import rundir, slurm_check
 from trainlab.errors import ConfigError
+
+# trainer.accelerator values that ask SLURM for GPUs (Lightning's names for CUDA devices)
+GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def run_dir(resume: str | None, new_dir: str) -> str:
@@ -49,8 +52,26 @@ def tasks_per_node(devices: object) -> int:
 
 
 def gpus_per_node(accelerator: str, devices: object) -> int:
-    """``hydra.launcher.gpus_per_node``: the trainer's devices, or 0 for ``accelerator=cpu``."""
+    """``gpus_per_node`` of the local submitit launcher: the trainer's devices, or 0 for
+    ``accelerator=cpu`` (``auto`` takes this machine's GPUs, which it can see)."""
     return 0 if str(accelerator) == "cpu" else tasks_per_node(devices)
+
+
+def slurm_gpus_per_node(accelerator: str, devices: object) -> int:
+    """``hydra.launcher.gpus_per_node`` for SLURM: the trainer's devices for
+    ``accelerator=gpu``/``cuda``, else 0.
+
+    ``auto`` asks for no GPU: the machine that submits cannot see the compute nodes, and a GPU
+    request is refused outright on a CPU-only partition, so GPUs are asked for only by name
+    (``trainer=gpu``, ``trainer=ddp``, ``trainer.accelerator=gpu``).
+    """
+    return tasks_per_node(devices) if str(accelerator) in GPU_ACCELERATORS else 0
+
+
+def slurm_cpus_per_task(at_most: int, partition: str | None, tasks: int) -> int:
+    """``hydra.launcher.cpus_per_task`` for SLURM: ``at_most``, fewer where the partition's
+    largest node has fewer CPUs for each of ``tasks`` tasks (:func:`trainlab.slurm_check.cpus_per_task`)."""
+    return slurm_check.cpus_per_task(int(at_most), partition, int(tasks))
 
 
 def register() -> None:
@@ -60,6 +81,8 @@ def register() -> None:
     for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", config_subdir),
                      ("trainlab_tasks_per_node", tasks_per_node),
                      ("trainlab_gpus_per_node", gpus_per_node),
+                     ("trainlab_slurm_gpus_per_node", slurm_gpus_per_node),
+                     ("trainlab_slurm_cpus_per_task", slurm_cpus_per_task),
                      ("trainlab_pack_jobs", gpu_slots.pack_jobs),
                      ("trainlab_trial_devices", gpu_slots.trial_devices)):
         if not OmegaConf.has_resolver(name):
