@@ -68,3 +68,27 @@ def test_the_run_clock_carries_earlier_attempts_through_a_checkpoint(tmp_path):
     resumed = tiny_trainer(tmp_path, max_epochs=2, callbacks=[again])
     resumed.fit(tiny_model(), datamodule=tiny_datamodule(), ckpt_path=tmp_path / "a.ckpt", weights_only=True)
     assert again.earlier_s == saved and again.elapsed_s() > saved
+
+
+def test_a_pre_timeout_signal_while_the_job_starts_is_acted_on_after_the_first_step(tmp_path,
+                                                                                   monkeypatch):
+    from trainlab import stop_signals
+
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setattr(stop_signals, "NOTED", [])
+    calls = []
+    monkeypatch.setattr(module.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        stop_signals.note_early()
+        os.kill(os.getpid(), signal.SIGUSR1)  # before training: noted, the process lives on
+        trainer = tiny_trainer(tmp_path, max_epochs=5,
+                               callbacks=[PreemptionCheckpoint(str(tmp_path / "checkpoints"))])
+        with pytest.raises(SIGTERMException):
+            trainer.fit(tiny_model(), datamodule=tiny_datamodule())
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    assert trainer.global_step == 1 and calls == [["scontrol", "requeue", "99"]]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

@@ -71,3 +71,17 @@ def test_a_resume_may_train_longer_and_refuses_any_other_change(tmp_path):
         rundir.resumed_config(run, ["model.net.dropout=0.5", "trainer.max_epochs=3", "+tag=x"])
     with pytest.raises(RunDirError, match=r"Refused: trainer.max_steps=100 \(below the saved -1, no limit\)"):
         rundir.resumed_config(run, ["trainer.max_steps=100"])
+
+
+def test_slurm_tasks_log_apart_and_a_requeue_keeps_the_first_config(monkeypatch):
+    from trainlab.resolvers import config_subdir
+
+    for name in ("SLURM_NTASKS", "SLURM_PROCID", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert rundir.log_suffix() == "" and config_subdir(None) == ".hydra"
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert rundir.log_suffix() == ""  # task 0 writes train.log
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert rundir.log_suffix() == ".rank1"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert config_subdir(None) == ".hydra_resume" and config_subdir("/some/run") == ".hydra_resume"

@@ -159,7 +159,11 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
                    "wall_s": wall_s(trainer, start)}
         if trainer.is_global_zero:
             write_results(output_dir / rundir.RESULTS, results)
-        log.warning("Stopped by %s; continue with: python train.py resume=%s", stopped_by, output_dir)
+        if stopped_by == "SIGUSR1":
+            log.warning("SLURM's time limit is near: saved and requeued; the job continues in %s "
+                        "by itself", output_dir)
+        else:
+            log.warning("Stopped by %s; continue with: python train.py resume=%s", stopped_by, output_dir)
         raise SystemExit(130 if stopped_by == "SIGINT" else 143) from None
     except Exception as err:
         if not multirun:

@@ -22,9 +22,11 @@ def run_dir(resume: str | None, new_dir: str) -> str:
 
 
 def config_subdir(resume: str | None) -> str:
-    """``hydra.output_subdir``: a resumed run keeps its original ``.hydra/`` and records the
-    resume invocation beside it."""
-    return rundir.CONFIG.parent.name if resume is None else rundir.RESUME_CONFIG_DIR
+    """``hydra.output_subdir``: a resumed or requeued run keeps its original ``.hydra/`` and
+    records the later invocation beside it."""
+    if resume is None and rundir.slurm_restarts() == 0:
+        return rundir.CONFIG.parent.name
+    return rundir.RESUME_CONFIG_DIR
 
 
 def _device_count(devices: object) -> int | None:
@@ -79,6 +81,7 @@ def register() -> None:
     from trainlab import gpu_slots  # light: no torch at import
 
     for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", config_subdir),
+                     ("trainlab_log_suffix", rundir.log_suffix),
                      ("trainlab_tasks_per_node", tasks_per_node),
                      ("trainlab_gpus_per_node", gpus_per_node),
                      ("trainlab_slurm_gpus_per_node", slurm_gpus_per_node),

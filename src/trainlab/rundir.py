@@ -66,10 +66,22 @@ def check_resumable(run_dir: str | Path, key: str = "resume") -> Path:
     return path
 
 
+def slurm_restarts() -> int:
+    """How often SLURM has requeued this job (0 outside SLURM)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+
+
 def requeued(run_dir: Path) -> bool:
     """Whether this is a SLURM job requeued after preemption, back in its own run dir."""
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    return restarts > 0 and (run_dir / LAST).is_file()
+    return slurm_restarts() > 0 and (run_dir / LAST).is_file()
+
+
+def log_suffix() -> str:
+    """``.rank<N>`` for SLURM task N > 0 of a multi-task job (its own log file beside rank 0's
+    ``train.log``), else nothing."""
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    task = int(os.environ.get("SLURM_PROCID", "0") or 0)
+    return f".rank{task}" if tasks > 1 and task > 0 else ""
 
 
 def saved_config(run_dir: Path) -> DictConfig:

@@ -16,6 +16,7 @@ from trainlab import resolvers  # noqa: F401  (registers the resolvers the confi
 from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError
 from trainlab.runtime import tune_process
+from trainlab.stop_signals import note_early
 from trainlab.user_code import import_from_working_dir
 
 # Launchers that run several trials at once on this machine
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     import_from_working_dir()  # user code named by _target_ (trainlab.user_code)
+    note_early()  # SLURM's pre-timeout signal while torch loads (trainlab.stop_signals)
     from trainlab.pipeline import run_job
 
     return run_job(cfg, settings)

@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
+from trainlab import stop_signals
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,8 @@ class PreemptionCheckpoint(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
             self._previous = {s: signal.signal(s, self._note) for s in self._signals()}
+        if stop_signals.NOTED and self.signal_name is None:  # arrived while the job started
+            self.signal_name = stop_signals.NOTED[0]
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.signal_name == "SIGINT":
