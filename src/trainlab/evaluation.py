@@ -37,8 +37,10 @@ class EvalError(RuntimeError):
     """The evaluation cannot start: nothing to do, bad inputs, or a checkpoint without weights."""
 
 
-def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's saved config, changed by dotlist ``overrides``, with the eval's trainer keys.
+def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str],
+               site: DictConfig | None = None) -> DictConfig:
+    """The run's saved config, changed by dotlist ``overrides``, with the eval's trainer keys
+    and this machine's ``site`` settings (data roots), where the run has a site block.
 
     The model's ``init`` is dropped (the checkpoint supplies the weights, so a ``pretrained``
     init must not read its file again).
@@ -52,6 +54,8 @@ def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str
         for key, value in trainer_overrides.items():
             cfg.trainer[key] = value
         cfg.model.init = None
+        if site is not None and "site" in cfg:
+            cfg.site = site
     return cfg
 
 
@@ -156,7 +160,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
             raise EvalError(f"{out_dir} already holds {EVAL_JSON}; choose another hydra.run.dir")
         ckpt_path = Path(cfg.ckpt_path)
         run_dir = run_of_checkpoint(ckpt_path)
-        run_cfg = run_config(run_dir, cfg.trainer, cfg.run_overrides)
+        run_cfg = run_config(run_dir, cfg.trainer, cfg.run_overrides, cfg.site)
         pl.seed_everything(run_cfg.seed, workers=True)
         datamodule = instantiate(run_cfg.data)
         model = instantiate(run_cfg.model)
