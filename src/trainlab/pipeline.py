@@ -27,7 +27,9 @@ from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
 from trainlab.errors import ConfigError
+from trainlab.provenance import provenance
 from trainlab.results import add_gaps, flat_metrics, write_results
+from trainlab.run_pictures import write_run_pictures
 from trainlab.runtime import nvml_check, settings_line
 from trainlab.validate import validate
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 # Trainer flags that switch off a callback the config also lists: (flag, callback class, key)
 SWITCHED_CALLBACKS = (("enable_progress_bar", ProgressBar, "callbacks.progress_bar"),
                       ("enable_checkpointing", ModelCheckpoint, "callbacks.model_checkpoint"))
+PROVENANCE = "provenance.json"
 # what a user fixes in the config or on disk (RunDirError is a ConfigError): one line, no traceback
 SETUP_ERRORS = (ConfigError, DataUnavailableError)
 
@@ -96,6 +99,8 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer,
                               weights_only=True, verbose=False)
         results.update(flat_metrics(tested[0]) if tested else {})
         results["tested_checkpoint"] = Path(best).name if best else "final weights"
+    if trainer.is_global_zero:
+        write_run_pictures(Path(trainer.default_root_dir), getattr(model, "confusion", None))
     results["epoch"] = trainer.current_epoch
     results["global_step"] = trainer.global_step
     results["status"] = model.status if not trainer.interrupted else "interrupted"
@@ -115,7 +120,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     start = time.perf_counter()
     process = {**(process or {}), "process/nvml_check": nvml_check(cfg.process.skip_failing_nvml_check)}
     log.info("%s", settings_line(process))
-    base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process}
+    origin = provenance()
+    base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process, **origin}
     ckpt_path = None
     # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks
     # that the dir is fresh (the others would find rank 0's files), prints and records failures.
@@ -130,6 +136,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
             rundir.guard_fresh(output_dir)
         if rank_zero:
             print_config_tree(cfg)
+            if hydra_cfg.output_subdir:  # beside the config this invocation saved
+                write_results(output_dir / hydra_cfg.output_subdir / PROVENANCE, origin)
         datamodule, model, trainer = build(cfg)
         datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
         if rank_zero:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from typing_extensions import override
 
 from trainlab.checkpoint_state import from_every_rank
@@ -80,6 +80,11 @@ class Classifier(pl.LightningModule):
             if self.top_k:
                 setattr(self, f"{stage}_acc_top{self.top_k}",
                         MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro"))
+        # a single run judged by looking: macro-F1, per-class accuracy, the confusion matrix
+        self.test_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.test_acc_class = MulticlassAccuracy(num_classes, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.confusion: torch.Tensor | None = None  # the last test's: rows true, columns predicted
         self.status = "ok"
 
     @override
@@ -146,7 +151,7 @@ class Classifier(pl.LightningModule):
             for key, value in state.items():
                 setattr(getattr(self, name), key, value.to(self.device))
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self._eval_logits(x)
         loss = self._loss(logits, y)
@@ -160,6 +165,7 @@ class Classifier(pl.LightningModule):
             getattr(self, name).update(logits, y)
             self.log(f"{stage}/acc_top{self.top_k}", getattr(self, name), on_epoch=True,
                      on_step=False)
+        return logits
 
     @override
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -167,7 +173,18 @@ class Classifier(pl.LightningModule):
 
     @override
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        logits = self._eval_step(batch, "test")
+        for metric in (self.test_f1, self.test_acc_class, self.test_confusion):
+            metric.update(logits, batch[1])
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self.log("test/f1_macro", self.test_f1.compute())
+        for k, acc in enumerate(self.test_acc_class.compute()):
+            self.log(f"test/acc_class{k}", acc)
+        self.confusion = self.test_confusion.compute().cpu()
+        for metric in (self.test_f1, self.test_acc_class, self.test_confusion):
+            metric.reset()
 
     @override
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
