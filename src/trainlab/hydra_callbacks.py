@@ -8,6 +8,8 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
           _target_: trainlab.hydra_callbacks.SweepReport
         release_ddp:
           _target_: trainlab.hydra_callbacks.ReleaseDDP
+        finish_trackers:
+          _target_: trainlab.hydra_callbacks.FinishTrackers
         slurm_preflight:
           _target_: trainlab.hydra_callbacks.SlurmPreflight
 """
@@ -74,6 +76,25 @@ class ReleaseDDP(Callback):
         if ddp is not None:
             ddp.release_job()
 
+
+
+class FinishTrackers(Callback):
+    """End the experiment-tracker run a job started (:func:`trainlab.tracking.finish`) when the
+    job ends, so the next job of a multirun starts its own: Lightning's ``WandbLogger`` never
+    calls ``wandb.finish()`` and reuses a run still open in the process. A failed job's run is
+    marked failed. Costs nothing when no job built a tracker: ``trainlab.tracking`` is only
+    consulted if a job imported it.
+    """
+
+    @override
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        import sys
+
+        from hydra.core.utils import JobStatus
+
+        tracking = sys.modules.get("trainlab.tracking")
+        if tracking is not None:
+            tracking.finish(failed=job_return.status == JobStatus.FAILED)
 
 # the keys of hydra.launcher that size a SLURM job (trainlab.slurm_check.Request)
 SLURM_REQUEST_KEYS = ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node",
