@@ -17,7 +17,7 @@ from trainlab.data.sources import digits
 
 def export(out: Path) -> None:
     """Write the PNG folders and the .npz of the digits' train and test splits into ``out``."""
-    from torchvision.io import write_png
+    from trainlab.data.sources import save_png
 
     splits = digits()
     for split, images, labels in (("train", splits.train_x, splits.train_y),
@@ -25,7 +25,7 @@ def export(out: Path) -> None:
         for i, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
             folder = out / split / str(label)
             folder.mkdir(parents=True, exist_ok=True)
-            write_png(image, str(folder / f"{i:04d}.png"))
+            save_png(image, folder / f"{i:04d}.png")
     np.savez(out / "digits.npz", x_train=splits.train_x.numpy(), y_train=splits.train_y.numpy(),
              x_test=splits.test_x.numpy(), y_test=splits.test_y.numpy())
 

@@ -28,7 +28,8 @@ def user_data(option: str, tmp_path: Path) -> list[str]:
     """Overrides pointing the user-data options at digits written as the user would."""
     import numpy as np
     from sklearn.datasets import load_digits
-    from torchvision.io import write_png
+
+    from trainlab.data.sources import save_png
 
     bunch = load_digits()
     images = (bunch.images * 255 / 16).round().astype(np.uint8)
@@ -40,7 +41,7 @@ def user_data(option: str, tmp_path: Path) -> list[str]:
         for i, (image, label) in enumerate(zip(images[:300], bunch.target[:300], strict=True)):
             folder = tmp_path / ("test" if i % 4 == 0 else "train") / f"class_{label}"
             folder.mkdir(parents=True, exist_ok=True)
-            write_png(torch.from_numpy(image)[None], str(folder / f"{i}.png"))
+            save_png(torch.from_numpy(image)[None], folder / f"{i}.png")
         return [f"data.source.root={tmp_path}", "data.source.channels=1", "data.input_shape=[1,8,8]",
                 "data.num_classes=10", "data.val_size=50"]
     frame = load_digits(as_frame=True).frame.iloc[:300]

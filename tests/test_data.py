@@ -255,9 +255,7 @@ def test_augmentation_acts_on_training_batches_only(tmp_path):
 
 def test_a_users_arrays_and_image_files_read_back_exactly(tmp_path):
     """image_arrays (NHWC float 0..1 here) and image_folder give the user's pixels and labels."""
-    from torchvision.io import write_png
-
-    from trainlab.data.sources import image_arrays, image_folder
+    from trainlab.data.sources import image_arrays, image_folder, save_png
 
     splits = digits()
     x, y = splits.train_x[:40], splits.train_y[:40]
@@ -271,7 +269,7 @@ def test_a_users_arrays_and_image_files_read_back_exactly(tmp_path):
         for i, (image, label) in enumerate(zip(x, y.tolist(), strict=True)):
             folder = tmp_path / "files" / split / names[label]
             folder.mkdir(parents=True, exist_ok=True)
-            write_png(image, str(folder / f"{i:03d}.png"))
+            save_png(image, folder / f"{i:03d}.png")
     folder = image_folder(str(tmp_path / "files"), channels=1)
     order = sorted(names)  # class k = k-th folder name in sorted order
     assert sorted(folder.train_y.tolist()) == sorted(order.index(names[k]) for k in y.tolist())

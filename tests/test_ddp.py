@@ -16,7 +16,7 @@ from omegaconf import OmegaConf, open_dict
 from trainlab import ddp
 from trainlab.evaluation import load_weights
 
-RUN_FILES = {".hydra", "checkpoints", "csv", "results.json", "train.log"}
+RUN_FILES = {".hydra", "checkpoints", "csv", "results.json", "train.log", "curves.png", "confusion.png"}
 DIGITS_TRAIN = 1797 - 450 - 200  # digits minus its 25% test split minus val_size
 WORLD = 2
 
@@ -52,7 +52,7 @@ def test_ddp_run_writes_one_run_dir_with_metrics_over_both_ranks(tmp_path):
     run = runs[0]
     assert {p.name for p in run.iterdir()} == RUN_FILES
     assert sorted(p.name for p in (run / ".hydra").iterdir()) == [
-        "config.yaml", "hydra.yaml", "overrides.yaml"]
+        "config.yaml", "hydra.yaml", "overrides.yaml", "provenance.json"]
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "ok" and results["epoch"] == 2
     assert results["global_step"] == 2 * steps_per_epoch()

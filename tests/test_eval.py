@@ -11,9 +11,8 @@ import torch
 from conftest import run_cli
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torchvision.io import write_png
 
-from trainlab.data.sources import digits
+from trainlab.data.sources import digits, save_png
 from trainlab.errors import RunDirError
 from trainlab.evaluation import EvalError, load_weights, predict_proba, read_inputs, run_config
 from trainlab.rundir import run_of_checkpoint
@@ -70,7 +69,7 @@ def test_png_folder_and_float_tensor_give_the_same_probabilities(trained_run, tm
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, image in enumerate(images):
-        write_png(image, str(folder / f"img{i}.png"))
+        save_png(image, folder / f"img{i}.png")
     torch.save(images.float() / 255, tmp_path / "x01.pt")
     from_png, names = read_inputs(folder, (1, 8, 8))
     from_pt, _ = read_inputs(tmp_path / "x01.pt", (1, 8, 8))

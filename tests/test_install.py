@@ -133,6 +133,6 @@ def test_installed_scripts_train_and_evaluate_outside_the_checkout(installed, tm
 def test_installed_train_help_lists_the_shipped_config_groups(installed):
     proc = installed.run("trainlab-train", "--help")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    listing = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listing = proc.stdout.split("== Config groups")[1].split("Any key of the composed config")[0]
     groups = dict(line.split(": ", 1) for line in listing.splitlines() if ": " in line)
     assert "digits" in groups["data"].split(", ") and "adam" in groups["optimizer"].split(", ")

@@ -9,6 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from trainlab import resolvers  # noqa: F401  (registers the resolvers the configs use)
 from trainlab.config_dir import CONFIG_DIR
 
 

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.data import ImageDataModule
+from trainlab.data.sources import read_image_file
 from trainlab.errors import RunDirError
 from trainlab.results import flat_metrics, write_results
 from trainlab.rundir import run_of_checkpoint, saved_config
@@ -87,15 +88,12 @@ def read_inputs(path: Path, input_shape: tuple[int, ...]) -> tuple[torch.Tensor,
         ``(images, names)``: uint8 or float (N, C, H, W), and the file names (or indices).
     """
     if path.is_dir():
-        from torchvision.io import ImageReadMode, read_image
-
         files = sorted(path.glob("*.png"))
         if not files:
             raise EvalError(f"predict_path={path} holds no .png images")
-        mode = ImageReadMode.GRAY if input_shape[0] == 1 else ImageReadMode.RGB
         images = []
         for file in files:
-            image = read_image(str(file), mode=mode)
+            image = read_image_file(file, input_shape[0])
             if tuple(image.shape) != tuple(input_shape):
                 raise EvalError(f"predict_path: {file.name} is {list(image.shape)} (C, H, W) but "
                                 f"the model takes {list(input_shape)}")

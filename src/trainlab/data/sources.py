@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from trainlab.data.idx import default_cache_dir, read_idx_cached
@@ -193,8 +194,6 @@ def image_arrays(path: str) -> ImageSplits:
     """Your own arrays: a NumPy ``.npz`` file holding ``x_train``, ``y_train``, ``x_test`` and
     ``y_test`` (``numpy.savez(path, x_train=..., ...)``). Images are (N, H, W), (N, H, W, C) or
     (N, C, H, W), uint8 0..255 or float 0..1; labels are integers 0..K-1."""
-    import numpy as np
-
     if not Path(path).is_file():
         raise DataUnavailableError(f"data.source.path={path!r}: no such .npz file")
     with np.load(path) as arrays:
@@ -208,14 +207,28 @@ def image_arrays(path: str) -> ImageSplits:
                            torch.as_tensor(arrays["y_test"]).long())
 
 
-def _read_folder(split_dir: Path, classes: list[str], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_image
+def read_image_file(path: Path, channels: int) -> torch.Tensor:
+    """A PNG or JPEG file as uint8 (C, H, W): grayscale for ``channels`` 1, else RGB (Pillow)."""
+    from PIL import Image
 
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    with Image.open(path) as image:
+        pixels = torch.from_numpy(np.asarray(image.convert("L" if channels == 1 else "RGB")).copy())
+    return pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1).contiguous()
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """uint8 (C, H, W) with C 1 or 3 as a PNG file (Pillow)."""
+    from PIL import Image
+
+    pixels = image.squeeze(0) if image.shape[0] == 1 else image.permute(1, 2, 0)
+    Image.fromarray(pixels.contiguous().numpy()).save(path)
+
+
+def _read_folder(split_dir: Path, classes: list[str], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
-            image = decode_image(str(file), mode=mode)
+            image = read_image_file(file, channels)
             if images and image.shape != images[0].shape:
                 raise DataUnavailableError(f"{file} is {list(image.shape)} (C, H, W) but the first image "
                                            f"is {list(images[0].shape)}: resize them to one size")

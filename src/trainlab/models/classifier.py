@@ -134,8 +134,9 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # the epoch's accuracy and mean loss over every rank's samples, from metrics whose state
         # travels in checkpoints (a run resumed inside an epoch reports the whole epoch's)
-        self.log("train/acc", self.train_acc.compute())
-        self.log("train/loss", self.train_loss.compute())
+        # compute() already gathered every rank's samples: sync_dist averages equal values
+        self.log("train/acc", self.train_acc.compute(), sync_dist=True)
+        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
         self.train_acc.reset()
         self.train_loss.reset()
 
@@ -179,9 +180,9 @@ class Classifier(pl.LightningModule):
 
     @override
     def on_test_epoch_end(self) -> None:
-        self.log("test/f1_macro", self.test_f1.compute())
+        self.log("test/f1_macro", self.test_f1.compute(), sync_dist=True)
         for k, acc in enumerate(self.test_acc_class.compute()):
-            self.log(f"test/acc_class{k}", acc)
+            self.log(f"test/acc_class{k}", acc, sync_dist=True)
         self.confusion = self.test_confusion.compute().cpu()
         for metric in (self.test_f1, self.test_acc_class, self.test_confusion):
             metric.reset()
