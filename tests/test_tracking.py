@@ -118,6 +118,8 @@ def test_run_logs_its_config_and_results_to_mlflow_and_wandb(tmp_path):
     assert logged.data.metrics["test/acc"] == pytest.approx(results["test/acc"])
     assert logged.data.metrics["global_step"] == results["global_step"] > 0
     assert logged.data.tags["status"] == "ok" and "sweep" not in logged.data.tags
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"curves.png", "confusion.png"} <= artifacts  # the run's pictures
 
     [attempt] = wandb_run(run)
     assert attempt["run"].run_id == ids["wandb"]["id"] and attempt["run"].display_name == "run"

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from trainlab import rundir
+from trainlab import rundir, tracking
 from trainlab.callbacks.preemption import PreemptionCheckpoint
 from trainlab.callbacks.run_clock import RunClock
 from trainlab.console import print_config_tree, summary
@@ -139,6 +139,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
             if hydra_cfg.output_subdir:  # beside the config this invocation saved
                 write_results(output_dir / hydra_cfg.output_subdir / PROVENANCE, origin)
         datamodule, model, trainer = build(cfg)
+        tracking.log_config(cfg, trainer.loggers)  # before training: a crashed run has its config
         datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
         if rank_zero:
             summary(model.net, cfg.data.input_shape)
@@ -182,6 +183,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     if trainer.is_global_zero:
         write_results(output_dir / rundir.RESULTS, results)
         log.info("Results: %s", output_dir / rundir.RESULTS)
+        tracking.log_results(trainer.loggers, results)
+        tracking.log_pictures(trainer.loggers, output_dir)
     metric = cfg.get("optimized_metric")
     if metric:
         value = results.get(metric)

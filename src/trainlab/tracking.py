@@ -32,6 +32,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from trainlab import rundir
+from trainlab.run_pictures import CONFUSION, CURVES
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,18 @@ def log_results(loggers: Sequence[Logger], results: Mapping[str, Any]) -> None:
                 logger.experiment.set_tag(logger.run_id, key, value)
         else:
             logger.experiment.summary.update({**numbers, **text})
+
+
+def log_pictures(loggers: Sequence[Logger], run_dir: Path) -> None:
+    """Send the run's pictures (``curves.png``, ``confusion.png``) to each tracker: MLflow
+    artifacts, W&B images."""
+    pictures = [run_dir / name for name in (CURVES, CONFUSION) if (run_dir / name).is_file()]
+    for logger in trackers(loggers):
+        for path in pictures:
+            if isinstance(logger, MLFlowLogger):
+                logger.experiment.log_artifact(logger.run_id, str(path))
+            else:
+                logger.log_image(key=f"pictures/{path.stem}", images=[str(path)])
 
 
 def finish(failed: bool = False) -> None:
