@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache
