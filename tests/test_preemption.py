@@ -68,6 +68,10 @@ def test_the_run_clock_carries_earlier_attempts_through_a_checkpoint(tmp_path):
     resumed = tiny_trainer(tmp_path, max_epochs=2, callbacks=[again])
     resumed.fit(tiny_model(), datamodule=tiny_datamodule(), ckpt_path=tmp_path / "a.ckpt", weights_only=True)
     assert again.earlier_s == saved and again.elapsed_s() > saved
+    fresh = RunClock()
+    tested = tiny_trainer(tmp_path, max_epochs=1, callbacks=[fresh])
+    tested.test(tiny_model(), datamodule=tiny_datamodule(), ckpt_path=tmp_path / "a.ckpt", weights_only=True)
+    assert fresh.earlier_s == 0.0  # testing a checkpoint is not an earlier attempt of this run
 
 
 def test_a_pre_timeout_signal_while_the_job_starts_is_acted_on_after_the_first_step(tmp_path,

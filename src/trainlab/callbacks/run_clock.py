@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 from typing_extensions import override
 
 CHECKPOINT_KEY = "trainlab_wall_s"
@@ -35,4 +36,5 @@ class RunClock(pl.Callback):
     @override
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        self.earlier_s = float(checkpoint.get(CHECKPOINT_KEY, 0.0))
+        if trainer.state.fn == TrainerFn.FITTING:  # a resume; testing a checkpoint is no attempt
+            self.earlier_s = float(checkpoint.get(CHECKPOINT_KEY, 0.0))
