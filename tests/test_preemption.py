@@ -13,15 +13,16 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
+from trainlab import stop_signals
 from trainlab.callbacks import PreemptionCheckpoint, RunClock
 from trainlab.callbacks import preemption as module
 
 
 def test_the_requeue_id_of_a_job_and_of_an_array_task():
-    assert module.slurm_job_id({"SLURM_JOB_ID": "41"}) == "41"
-    assert module.slurm_job_id({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40",
+    assert stop_signals.slurm_job_id({"SLURM_JOB_ID": "41"}) == "41"
+    assert stop_signals.slurm_job_id({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40",
                                 "SLURM_ARRAY_TASK_ID": "3"}) == "40_3"
-    assert module.slurm_job_id({}) is None
+    assert stop_signals.slurm_job_id({}) is None
 
 
 class Signal(pl.Callback):
@@ -76,8 +77,6 @@ def test_the_run_clock_carries_earlier_attempts_through_a_checkpoint(tmp_path):
 
 def test_a_pre_timeout_signal_while_the_job_starts_is_acted_on_after_the_first_step(tmp_path,
                                                                                    monkeypatch):
-    from trainlab import stop_signals
-
     monkeypatch.setenv("SLURM_JOB_ID", "99")
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
     monkeypatch.setattr(stop_signals, "NOTED", [])

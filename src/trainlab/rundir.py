@@ -8,7 +8,10 @@
         .hydra_resume/           the config of each resume (the original .hydra/ is kept)
         checkpoints/last.ckpt    resume and SLURM requeue continue from it (and best-*.ckpt)
         csv/version_N/metrics.csv  one per attempt: the first run, then each resume or requeue
+        .hydra/provenance.json   git commit, library versions, device (trainlab.provenance)
         results.json             flat metrics, status and error, written last and atomically
+        curves.png, confusion.png  pictures of the run (trainlab.run_pictures)
+        trackers.json            the MLflow / W&B run ids a resume continues (trainlab.tracking)
 
 A sweep dir (``hydra.sweep.dir``) holds ``multirun.yaml`` and one run dir per trial. A new run
 never writes into a dir that already holds one; resume and requeue continue one in place; eval

@@ -32,6 +32,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from trainlab import rundir
+from trainlab.results import write_results
 from trainlab.run_pictures import CONFUSION, CURVES
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,8 @@ def record_tracker(run_dir: Path, tracker: str, ids: Mapping[str, str]) -> None:
     """Record ``tracker``'s run ids in ``run_dir/trackers.json`` (rank zero writes)."""
     if rank_zero_only.rank != 0:
         return
-    trackers = {**read_trackers(run_dir), tracker: dict(ids)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{TRACKERS}.tmp"
-    tmp.write_text(json.dumps(trackers, indent=2) + "\n")
-    tmp.replace(run_dir / TRACKERS)
+    write_results(run_dir / TRACKERS, {**read_trackers(run_dir), tracker: dict(ids)})
 
 
 def absolute_sqlite_uri(tracking_uri: str) -> str:

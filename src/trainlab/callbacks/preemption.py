@@ -4,7 +4,6 @@ SIGUSR1), save ``last.ckpt`` there, and requeue the SLURM job when its time is r
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -17,16 +16,9 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from trainlab import stop_signals
+from trainlab.stop_signals import slurm_job_id
 
 log = logging.getLogger(__name__)
-
-
-def slurm_job_id(environ: dict[str, str] | None = None) -> str | None:
-    """The id ``scontrol requeue`` takes: ``<array job>_<task>`` in a job array, else the job's."""
-    env = os.environ if environ is None else environ
-    if env.get("SLURM_ARRAY_JOB_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID")
 
 
 class PreemptionCheckpoint(pl.Callback):
