@@ -27,6 +27,7 @@ from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.ddp import launch_rank
 from trainlab.errors import ConfigError
+from trainlab.evaluation import load_weights
 from trainlab.provenance import provenance
 from trainlab.results import add_gaps, flat_metrics, write_results
 from trainlab.run_pictures import write_run_pictures
@@ -94,9 +95,14 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer,
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     results = flat_metrics(trainer.callback_metrics)
     if cfg.test and not trainer.interrupted:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
-                              weights_only=True, verbose=False)
+        # the checkpoint with the best monitored value; without a monitor there is no best: the
+        # weights the run ended with (with weight_averaging, the average) are the ones tested
+        callback = trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None and callback.monitor else ""
+        if best:  # its weights, as eval.py loads them: a Trainer that fit with weight_averaging
+            # would restore the trained weights beside the average from its ckpt_path
+            load_weights(model, datamodule, Path(best))
+        tested = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update(flat_metrics(tested[0]) if tested else {})
         results["tested_checkpoint"] = Path(best).name if best else "final weights"
     if trainer.is_global_zero:

@@ -34,6 +34,15 @@ MOVED = {
                                                    "optimizer=adamw, or regularization=decoupled with Adam",
 }
 
+# targets that pass their unknown keyword arguments on: the signature that answers for those
+KWARGS_GO_TO = {
+    "pytorch_lightning.callbacks.EMAWeightAveraging": "torch.optim.swa_utils.AveragedModel",
+    "pytorch_lightning.callbacks.WeightAveraging": "torch.optim.swa_utils.AveragedModel",
+}
+# groups whose entries are objects (one callback or logger each), switched off with null
+OBJECT_GROUPS = {"callbacks": "callbacks, early_stopping, weight_averaging or scheduler",
+                 "logger": "logger"}
+
 # a net takes only its own arguments: those a study or a user sets must be in its signature
 NET_HINT = ("check its spelling; after net=NAME the keys are that network's own, and a study that "
             "sets model.net.{name} needs a network with a `{name}` argument (docs/EXTENDING.md)")
@@ -126,8 +135,11 @@ def check_node(node: DictConfig, key: str) -> None:
         signature, hints = _signature(target)
     except (TypeError, ValueError):  # builtins without a signature
         return
-    params = signature.parameters
+    params = dict(signature.parameters)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes_any and target_name in KWARGS_GO_TO:  # the keys it passes on must fit there
+        params |= inspect.signature(get_object(KWARGS_GO_TO[target_name])).parameters
+        takes_any = False
     for name in node:
         name = str(name)
         if name in HYDRA_KEYS:
@@ -168,8 +180,21 @@ def check_targets(node: Any, key: str = "") -> None:
             check_targets(item, f"{key}[{i}]")
 
 
+def check_object_groups(cfg: DictConfig) -> None:
+    """Every entry of ``callbacks`` and ``logger`` is an object (``_target_``) or null: a key
+    set on an entry that is off would otherwise be dropped without a word."""
+    for group, where in OBJECT_GROUPS.items():
+        for name, node in (cfg.get(group) or {}).items():
+            if node is not None and not (isinstance(node, DictConfig) and "_target_" in node):
+                raise ConfigError(f"{group}.{name}={_plain(node)!r} is not an object (no _target_): "
+                                  f"it sets keys of a {group[:-1] if group == 'callbacks' else group} "
+                                  f"that is off; choose one first (config groups: {where}), "
+                                  f"e.g. weight_averaging=ema before callbacks.weight_averaging.decay")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value found."""
+    check_object_groups(cfg)
     _check(_is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     trainer = cfg.trainer
     epochs = trainer.get("max_epochs")
@@ -182,6 +207,10 @@ def validate(cfg: DictConfig) -> None:
         _check(value is None or (_is_int(value) and value >= 1), f"trainer.{key}", value,
                "an integer >= 1")
     check_targets(cfg)
+    averaging = (cfg.get("callbacks") or {}).get("weight_averaging") or {}
+    decay = averaging.get("decay", 0.5)
+    _check(_is_number(decay) and 0 <= decay < 1, "callbacks.weight_averaging.decay", decay,
+           "a number in [0, 1): the share of the average kept at each update")
     optimizer = cfg.model.get("optimizer")
     if optimizer is not None and "lr" in optimizer:
         lr = optimizer.lr

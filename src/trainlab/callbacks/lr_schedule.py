@@ -25,6 +25,10 @@ class LRSchedule(pl.Callback):
     accumulation cycle all see the schedule the optimizer sees, as Lightning's own
     ``lr_scheduler_configs`` would.
 
+    A scheduler Lightning itself steps takes over the LR: ``weight_averaging=swa`` (Lightning's
+    ``StochasticWeightAveraging``) installs SWALR in ``trainer.lr_scheduler_configs`` at its
+    ``swa_epoch_start``, and from then on this callback no longer steps its own.
+
     Args:
         scheduler: factory completed with the optimizer (a Hydra ``_partial_`` or LightningCLI's
             ``LRSchedulerCallable``), e.g. ``partial(StepLR, step_size=3, gamma=0.1)``. If it
@@ -97,6 +101,11 @@ class LRSchedule(pl.Callback):
                 group.update(saved)
             self._pending_state = None
 
+    @staticmethod
+    def handed_over(trainer: pl.Trainer) -> bool:
+        """Whether a scheduler of Lightning's own now sets the LR (SWA's SWALR)."""
+        return bool(trainer.lr_scheduler_configs)
+
     def _log_lr(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         pl_module.log("train/lr", lr, on_step=self.interval == "step",
@@ -104,7 +113,7 @@ class LRSchedule(pl.Callback):
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.interval != "step" or self.plateau:
+        if self.interval != "step" or self.plateau or self.handed_over(trainer):
             return
         # one scheduler step per optimizer step (none inside an accumulation cycle), and none
         # after the run's last one: that LR would never be used, and OneCycleLR would leave its
@@ -122,6 +131,11 @@ class LRSchedule(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.interval != "epoch" and not self.plateau:
             return
+        if not self.handed_over(trainer):
+            self._step_epoch(trainer)
+        self._log_lr(trainer, pl_module)
+
+    def _step_epoch(self, trainer: pl.Trainer) -> None:
         if self.plateau:
             value = trainer.callback_metrics.get(self.monitor)
             if value is None:
@@ -130,7 +144,6 @@ class LRSchedule(pl.Callback):
             self.scheduler.step(float(value))
         else:
             self.scheduler.step()
-        self._log_lr(trainer, pl_module)
 
     @override
     def state_dict(self) -> dict[str, Any]:
