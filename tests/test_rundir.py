@@ -85,3 +85,39 @@ def test_slurm_tasks_log_apart_and_a_requeue_keeps_the_first_config(monkeypatch)
     assert rundir.log_suffix() == ".rank1"
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert config_subdir(None) == ".hydra_resume" and config_subdir("/some/run") == ".hydra_resume"
+
+
+def finished(path: Path, status: str | None, checkpoint: bool) -> Path:
+    make_run(path, checkpoint=checkpoint)
+    if status:
+        (path / rundir.RESULTS).write_text(f'{{"status": "{status}"}}')
+    return path
+
+
+@pytest.mark.parametrize("status, checkpoint, retry, action", [
+    (None, False, False, rundir.NEW),  # started, nothing saved yet
+    ("ok", True, False, rundir.SKIP),
+    ("diverged", False, False, rundir.SKIP),  # a result, not a failure
+    ("pruned", True, False, rundir.SKIP),
+    ("interrupted", True, False, rundir.RESUME),
+    (None, True, False, rundir.RESUME),  # killed: a checkpoint, no results.json
+    ("failed", False, False, rundir.SKIP),  # only when asked
+    ("failed", False, True, rundir.RERUN),
+    ("failed", True, True, rundir.RESUME),
+])
+def test_a_sweep_run_again_continues_each_trial_by_what_it_left(tmp_path, status, checkpoint, retry,
+                                                                action):
+    trial = finished(tmp_path / "0", status, checkpoint)
+    assert rundir.earlier_trial(trial, ["seed=3"], retry_failed=retry) == action
+    if action == rundir.RERUN:
+        rundir.set_aside_failed(trial)
+        assert not (trial / rundir.RESULTS).exists()
+        assert '"failed"' in (trial / rundir.FAILED_RESULTS).read_text()
+
+
+def test_a_trial_of_another_sweep_is_refused_and_left_as_it_is(tmp_path):
+    trial = finished(tmp_path / "0", "ok", True)
+    with pytest.raises(RunDirError, match=r"holds a trial of another sweep \(overrides \['seed=3'\], "
+                                          r"this job's are \['seed=4'\]\); nothing was changed"):
+        rundir.earlier_trial(trial, ["seed=4"], retry_failed=False)
+    assert (trial / rundir.RESULTS).read_text() == '{"status": "ok"}'

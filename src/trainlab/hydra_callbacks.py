@@ -4,6 +4,8 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
 
     hydra:
       callbacks:
+        keep_sweep_record:
+          _target_: trainlab.hydra_callbacks.KeepSweepRecord
         report:
           _target_: trainlab.hydra_callbacks.SweepReport
         release_ddp:
@@ -17,12 +19,16 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
+
+from trainlab import rundir
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +133,17 @@ class SlurmPreflight(Callback):
                                                  request["partition"])
         if note:
             log.warning("%s", note)
+
+
+class KeepSweepRecord(Callback):
+    """A sweep run again into its own dir (to continue it) keeps the earlier ``multirun.yaml``
+    as ``multirun.<k>.yaml`` before Hydra writes this invocation's."""
+
+    @override
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        record = sweep_dir / rundir.SWEEP_CONFIG
+        if record.is_file():
+            earlier = len(list(sweep_dir.glob("multirun.*.yaml")))
+            shutil.copy2(record, sweep_dir / f"multirun.{earlier + 1}.yaml")
+            log.info("Continuing the sweep in %s: trials with a result are skipped", sweep_dir)

@@ -132,9 +132,19 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks
     # that the dir is fresh (the others would find rank 0's files), prints and records failures.
     rank_zero = launch_rank() == 0
+    try:  # a trial of another sweep in this dir stops the sweep: its results must stay as they are
+        earlier = earlier_trial(cfg, output_dir, multirun)
+    except ConfigError as err:
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
     try:
-        if cfg.resume or rundir.requeued(output_dir):
-            # a requeued job repeats its first command: only an explicit resume brings changes
+        if earlier == rundir.SKIP:
+            return skip_trial(cfg, output_dir)
+        if earlier == rundir.RERUN and rank_zero:
+            rundir.set_aside_failed(output_dir)
+        if cfg.resume or rundir.requeued(output_dir) or earlier == rundir.RESUME:
+            # a requeued job or continued sweep repeats its first command: only an explicit
+            # resume brings changes
             cfg = rundir.resumed_config(output_dir, hydra_cfg.overrides.task if cfg.resume else ())
             ckpt_path = str(output_dir / rundir.LAST)
             log.info("Resuming %s from %s", output_dir, ckpt_path)
@@ -191,10 +201,36 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
         log.info("Results: %s", output_dir / rundir.RESULTS)
         tracking.log_results(trainer.loggers, results)
         tracking.log_pictures(trainer.loggers, output_dir)
+    return optimized_value(cfg, results)
+
+
+def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
+    """``results[optimized_metric]`` for a sweeper that optimizes (NaN where the run has none)."""
     metric = cfg.get("optimized_metric")
     if metric:
         value = results.get(metric)
         return float(value) if value is not None else float("nan")
     return None
+
+
+def earlier_trial(cfg: DictConfig, output_dir: Path, multirun: bool) -> str:
+    """What this job does with a trial its dir already holds (:func:`trainlab.rundir.earlier_trial`):
+    a sweep run again into its own sweep dir continues it; a single run has none."""
+    if multirun and not cfg.resume:
+        return rundir.earlier_trial(output_dir, HydraConfig.get().overrides.task, cfg.retry_failed)
+    if cfg.retry_failed:
+        raise ConfigError("retry_failed=true runs the failed trials of a sweep again when the sweep "
+                          "is run again into its own dir (python train.py -m ... hydra.sweep.dir=<it>); "
+                          "a single run has none: drop it")
+    return rundir.NEW
+
+
+def skip_trial(cfg: DictConfig, output_dir: Path) -> float | None:
+    """A trial an earlier run of this sweep finished: its saved result, nothing trained."""
+    results = rundir.read_results(output_dir)
+    hint = " (retry_failed=true runs it again)" if results.get("status") == "failed" else ""
+    log.info("Trial %s already has a result (status %s): skipped%s", output_dir,
+             results.get("status"), hint)
+    return optimized_value(cfg, results)
 
 

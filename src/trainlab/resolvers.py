@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -21,10 +22,12 @@ def run_dir(resume: str | None, new_dir: str) -> str:
     return new_dir if resume is None else str(rundir.check_resumable(resume))
 
 
-def config_subdir(resume: str | None) -> str:
-    """``hydra.output_subdir``: a resumed or requeued run keeps its original ``.hydra/`` and
-    records the later invocation beside it."""
-    if resume is None and rundir.slurm_restarts() == 0:
+def config_subdir(resume: str | None, output_dir: str | None = None) -> str:
+    """``hydra.output_subdir``: a resumed or requeued run, and a trial of a sweep run again into
+    its sweep dir (``output_dir`` already holds results or checkpoints), keep the original
+    ``.hydra/`` and record the later invocation beside it."""
+    earlier = bool(output_dir) and bool(rundir.run_files(Path(output_dir)))
+    if resume is None and rundir.slurm_restarts() == 0 and not earlier:
         return rundir.CONFIG.parent.name
     return rundir.RESUME_CONFIG_DIR
 

@@ -45,13 +45,62 @@ SWEEP_CONFIG = "multirun.yaml"
 EXTENDABLE = ("trainer.max_epochs", "trainer.max_steps")
 
 
+def run_files(run_dir: Path) -> list[str]:
+    """The names of what marks ``run_dir`` as holding a run (results or checkpoints), if any."""
+    return [p.name for p in (run_dir / RESULTS, run_dir / CHECKPOINTS) if p.exists()]
+
+
 def guard_fresh(run_dir: Path) -> None:
     """Refuse to start a new run in a directory that already holds one (nothing is overwritten)."""
-    taken = [p.name for p in (run_dir / RESULTS, run_dir / CHECKPOINTS) if p.exists()]
+    taken = run_files(run_dir)
     if taken:
         raise RunDirError(f"{run_dir} already holds a run ({', '.join(taken)}); nothing was "
                           "overwritten. Choose another hydra.run.dir, or resume=<that dir> to "
                           "continue it")
+
+
+# what a multirun run again into the same sweep dir does with a trial already there
+NEW, SKIP, RESUME, RERUN = "new", "skip", "resume", "rerun"
+FAILED_RESULTS = "results.failed.json"
+CONTINUE_KEYS = ("retry_failed",)  # change how a sweep is continued, not its trials  # a failed trial's record, kept when it is run again
+
+
+def earlier_trial(run_dir: Path, overrides: Sequence[str], retry_failed: bool) -> str:
+    """What a sweep run again into its own sweep dir does with the trial in ``run_dir``.
+
+    :data:`SKIP` a trial whose ``results.json`` holds a result (``ok``, ``diverged``,
+    ``pruned``), and a ``failed`` one unless ``retry_failed``; :data:`RESUME` an interrupted or
+    killed one from ``checkpoints/last.ckpt`` (a retried failure too, where it has one);
+    :data:`RERUN` a retried failure without a checkpoint; :data:`NEW` where no trial ran yet.
+
+    Raises:
+        RunDirError: the trial there was started with other overrides than this job's.
+    """
+    has_last = (run_dir / LAST).is_file()
+    if not (run_dir / RESULTS).is_file() and not has_last:
+        return NEW
+    if (run_dir / OVERRIDES).is_file():
+        saved, overrides = _trial_overrides(saved_overrides(run_dir)), _trial_overrides(overrides)
+        if saved != overrides:
+            raise RunDirError(f"{run_dir} holds a trial of another sweep (overrides {saved}, this job's "
+                              f"are {list(overrides)}); nothing was changed. Continue a sweep with the "
+                              "command that started it, or choose a new hydra.sweep.dir")
+    status = read_results(run_dir).get("status") if (run_dir / RESULTS).is_file() else "interrupted"
+    if status == "failed" and not retry_failed:
+        return SKIP
+    if status in ("interrupted", "failed"):
+        return RESUME if has_last else RERUN
+    return SKIP
+
+
+def _trial_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that make a trial what it is: all but how the sweep is continued."""
+    return sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CONTINUE_KEYS)
+
+
+def set_aside_failed(run_dir: Path) -> None:
+    """Keep a failed trial's record as ``results.failed.json`` before it runs again."""
+    (run_dir / RESULTS).replace(run_dir / FAILED_RESULTS)
 
 
 def check_resumable(run_dir: str | Path, key: str = "resume") -> Path:
