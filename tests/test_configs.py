@@ -18,7 +18,8 @@ from trainlab.pipeline import build
 
 CONF = ROOT / "conf"
 GROUPS = ["data", "augmentation", "model", "net", "optimizer", "regularization", "init", "scheduler",
-          "grad_clip", "callbacks", "logger", "trainer", "debug", "scaler"]
+          "grad_clip", "callbacks", "early_stopping", "weight_averaging", "logger", "trainer", "debug",
+          "scaler"]
 NEEDS_DOWNLOAD = {("data", "mnist"), ("data", "cifar10")}
 NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp")}
 TABULAR = {"wine", "breast_cancer", "csv"}

@@ -63,3 +63,16 @@ def test_other_start_methods_keep_lightnings_launcher(start_method):
                                     start_method=start_method)
     strategy._configure_launcher()
     assert not isinstance(strategy.launcher, ddp.HydraJobLauncher)
+
+
+def test_the_private_optuna_trial_id_the_search_passes_to_its_jobs_is_there():
+    """trainlab.optuna_search.trial_id (the one private Optuna name used) rebuilds the trial."""
+    optuna = pytest.importorskip("optuna")
+    from trainlab.optuna_search import trial_id
+
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    again = optuna.trial.Trial(study, trial_id(trial))  # as trainlab.callbacks.OptunaPruning does
+    assert again.number == trial.number and again.params == trial.params
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").rglob("*.py") if "._trial_id" in p.read_text()}
+    assert sources == {"src/trainlab/optuna_search.py"}

@@ -161,23 +161,3 @@ def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     assert md_rows(table)[1][:3] == ["model.net.dropout=0.2", "1", ""]
     assert md_rows(table)[2][:4] == ["model.net.dropout=1.5", "0", "1 failed", "-"]
     assert md_rows(failed_section)[1][:4] == ["1", "model.net.dropout=1.5", "1", "failed"]
-
-
-@pytest.mark.e2e
-def test_optuna_search_maximizes_val_acc(tmp_path):
-    """hparams_search=optuna: 3 trials on digits; the reported best is the best trial."""
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
-                        reason="the optuna extra is not installed (pip install -e '.[optuna]')")
-    sweep = tmp_path / "optuna"
-    proc = run_cli("hparams_search=optuna", "data=digits", "net=mlp", "trainer.max_epochs=1",
-                   "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null",
-                   f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    best = OmegaConf.load(sweep / "optimization_results.yaml")
-    assert set(best.best_params) == {"model.optimizer.lr", "model.net.dropout",
-                                     "model.optimizer.weight_decay"}
-    assert 1e-4 <= best.best_params["model.optimizer.lr"] <= 3e-2
-    assert best.best_params["model.net.dropout"] in (0.0, 0.25, 0.5)
-    results = [json.loads((sweep / str(job) / "results.json").read_text()) for job in range(3)]
-    assert best.best_value == pytest.approx(max(r["val/acc"] for r in results))
-    assert "3 trials: 3 ok" in (sweep / "summary.md").read_text()
