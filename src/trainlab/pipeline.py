@@ -215,8 +215,9 @@ def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
 
 def earlier_trial(cfg: DictConfig, output_dir: Path, multirun: bool) -> str:
     """What this job does with a trial its dir already holds (:func:`trainlab.rundir.earlier_trial`):
-    a sweep run again into its own sweep dir continues it; a single run has none."""
-    if multirun and not cfg.resume:
+    a sweep run again into its own sweep dir continues it; a single run has none. DDP children
+    (single runs in their rank 0's dir, with its overrides) read the dir as rank 0 did."""
+    if (multirun or launch_rank() != 0) and not cfg.resume:
         return rundir.earlier_trial(output_dir, HydraConfig.get().overrides.task, cfg.retry_failed)
     if cfg.retry_failed:
         raise ConfigError("retry_failed=true runs the failed trials of a sweep again when the sweep "
