@@ -97,8 +97,10 @@ def test_two_workers_share_one_study(tmp_path):
     with launch(*args) as a, launch(*args) as b:
         assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
     stored = trials(sweep)
-    assert [t.state.name for t in stored] == ["COMPLETE"] * 4
-    assert all(results(sweep / str(t.number))["status"] == "ok" for t in stored)
+    # n_trials is checked before each ask: two workers asking at once may add one trial more
+    assert 4 <= len(stored) <= 5 and all(t.state.name in ("COMPLETE", "PRUNED") for t in stored)
+    for t in stored:  # every trial ran once, in its own dir, as the storage says
+        assert results(sweep / str(t.number))["status"] == {"COMPLETE": "ok", "PRUNED": "pruned"}[t.state.name]
 
 
 @pytest.mark.parametrize("key, value, message", [
