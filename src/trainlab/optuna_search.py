@@ -145,7 +145,7 @@ class OptunaSearchBase(Sweeper):
             with Heartbeat(storage, trials, self.heartbeat_interval):
                 self.launcher.launch(jobs, initial_job_idx=trials[0].number)
             for trial in trials:
-                tell(study, trial, sweep_dir / trial_dir_name(study, trial))
+                tell(study, trial, sweep_dir / trial_dir_name(study, trial), self.config.optimized_metric)
         write_best(study, sweep_dir)
 
     def job_overrides(self, study, trial, url: str, arguments: Sequence[str]) -> list[str]:
@@ -183,13 +183,14 @@ def counted(study) -> int:
                for t in study.get_trials(deepcopy=False))
 
 
-def tell(study, trial, run_dir: Path) -> None:
-    """Tell Optuna how the trial's run ended, from its ``results.json``."""
+def tell(study, trial, run_dir: Path, metric_key: str | None) -> None:
+    """Tell Optuna how the trial's run ended, from its ``results.json`` (``metric_key`` is the
+    sweep's ``optimized_metric``)."""
     from optuna.trial import TrialState
 
     results = rundir.read_results(run_dir) if (run_dir / rundir.RESULTS).is_file() else {}
     status = results.get("status", "failed")
-    metric = results.get(OmegaConf.select(study_config(run_dir), "optimized_metric") or "")
+    metric = results.get(metric_key or "")
     if status == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
     elif status == "ok" and isinstance(metric, (int, float)) and metric == metric:
@@ -198,11 +199,6 @@ def tell(study, trial, run_dir: Path) -> None:
         trial.set_user_attr(FAILED_BY_RUN, status)
         study.tell(trial, state=TrialState.FAIL)
     log.info("Trial %d (%s): %s %s", trial.number, run_dir, status, metric if status == "ok" else "")
-
-
-def study_config(run_dir: Path) -> DictConfig:
-    """The config the trial ran with (its ``optimized_metric``)."""
-    return rundir.saved_config(run_dir) if (run_dir / rundir.CONFIG).is_file() else OmegaConf.create()
 
 
 def write_best(study, sweep_dir: Path) -> None:
