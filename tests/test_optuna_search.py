@@ -15,7 +15,8 @@ from test_reliability import launch, wait_for
 
 from trainlab.errors import ConfigError
 
-optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed (pip install -e '.[optuna]')")
+optuna = pytest.importorskip("optuna",
+                             reason="the optuna extra is not installed (pip install -e '.[optuna]')")
 
 SEARCH = ("hparams_search=optuna", "data=digits", "net=mlp", "callbacks.progress_bar=null")
 # a pruner that gives up on any trial below 99% validation accuracy after its first epoch
@@ -48,7 +49,8 @@ def test_the_search_tells_optuna_each_runs_result_and_names_the_best(tmp_path):
         assert f"model.net.dropout={t.params['model.net.dropout']!r}" in overrides
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == pytest.approx(max(t.value for t in stored))
-    assert set(best.best_params) == {"model.optimizer.lr", "model.net.dropout", "model.optimizer.weight_decay"}
+    assert set(best.best_params) == {"model.optimizer.lr", "model.net.dropout",
+                                     "model.optimizer.weight_decay"}
     assert "3 trials: 3 ok" in (sweep / "summary.md").read_text()
 
 
@@ -100,7 +102,8 @@ def test_two_workers_share_one_study(tmp_path):
     # n_trials is checked before each ask: two workers asking at once may add one trial more
     assert 4 <= len(stored) <= 5 and all(t.state.name in ("COMPLETE", "PRUNED") for t in stored)
     for t in stored:  # every trial ran once, in its own dir, as the storage says
-        assert results(sweep / str(t.number))["status"] == {"COMPLETE": "ok", "PRUNED": "pruned"}[t.state.name]
+        want = {"COMPLETE": "ok", "PRUNED": "pruned"}[t.state.name]
+        assert results(sweep / str(t.number))["status"] == want
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -74,5 +74,6 @@ def test_the_private_optuna_trial_id_the_search_passes_to_its_jobs_is_there():
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
     again = optuna.trial.Trial(study, trial_id(trial))  # as trainlab.callbacks.OptunaPruning does
     assert again.number == trial.number and again.params == trial.params
-    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").rglob("*.py") if "._trial_id" in p.read_text()}
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").rglob("*.py")
+               if "._trial_id" in p.read_text()}
     assert sources == {"src/trainlab/optuna_search.py"}

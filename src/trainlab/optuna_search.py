@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 STORAGE_FILE = "optuna.db"
 BEST_FILE = "optimization_results.yaml"
 # what the job learns of its trial: the environment Hydra sets for it (hydra.job.env_set)
-ENV_STORAGE, ENV_STUDY, ENV_TRIAL = "TRAINLAB_OPTUNA_STORAGE", "TRAINLAB_OPTUNA_STUDY", "TRAINLAB_OPTUNA_TRIAL"
+ENV_STORAGE, ENV_STUDY = "TRAINLAB_OPTUNA_STORAGE", "TRAINLAB_OPTUNA_STUDY"
+ENV_TRIAL = "TRAINLAB_OPTUNA_TRIAL"
 FAILED_BY_RUN = "trainlab_status"  # user attr of a trial the run itself reported failed
 DIRECTIONS = ("maximize", "minimize")
 
@@ -78,7 +79,8 @@ class OptunaSearchBase(Sweeper):
         self.params_cfg, self.n_trials, self.n_jobs = params, n_trials, n_jobs
         self.direction, self.study_name, self.storage_url = direction, study_name, storage
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
-        self.heartbeat_interval, self.grace_period, self.max_retry = heartbeat_interval, grace_period, max_retry
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.max_retry = max_retry
         self.config: DictConfig | None = None
         self.launcher = None
         self.hydra_context: HydraContext | None = None
@@ -116,7 +118,8 @@ class OptunaSearchBase(Sweeper):
         storage = RDBStorage(url, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(self.max_retry))
         study = optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction,
-                                    sampler=instantiate(self.sampler_cfg), pruner=instantiate(self.pruner_cfg),
+                                    sampler=instantiate(self.sampler_cfg),
+                                    pruner=instantiate(self.pruner_cfg),
                                     load_if_exists=True)
         return study, storage, url
 

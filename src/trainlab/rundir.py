@@ -61,8 +61,8 @@ def guard_fresh(run_dir: Path) -> None:
 
 # what a multirun run again into the same sweep dir does with a trial already there
 NEW, SKIP, RESUME, RERUN = "new", "skip", "resume", "rerun"
-FAILED_RESULTS = "results.failed.json"
-CONTINUE_KEYS = ("retry_failed",)  # change how a sweep is continued, not its trials  # a failed trial's record, kept when it is run again
+FAILED_RESULTS = "results.failed.json"  # a failed trial's record, kept when it is run again
+CONTINUE_KEYS = ("retry_failed",)  # change how a sweep is continued, not its trials
 
 
 def earlier_trial(run_dir: Path, overrides: Sequence[str], retry_failed: bool) -> str:
