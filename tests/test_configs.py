@@ -117,10 +117,16 @@ def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def experiment_settings(name: str) -> dict[str, Any]:
-    """The keys an experiment file sets itself, unresolved (not its defaults list or Hydra's node)."""
+    """The keys an experiment file sets, unresolved (not Hydra's node): its own and those of the
+    experiment files its defaults list includes (``- /experiment/<name>``), which it overrides."""
     raw = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{name}.yaml"), resolve=False)
-    return {key: value for key, value in leaves(raw).items()
-            if key != "defaults" and key.split(".")[0] != "hydra"}
+    settings: dict[str, Any] = {}
+    for entry in raw.get("defaults", []):
+        if isinstance(entry, str) and entry.startswith("/experiment/"):
+            settings.update(experiment_settings(entry.removeprefix("/experiment/")))
+    settings.update({key: value for key, value in leaves(raw).items()
+                     if key != "defaults" and key.split(".")[0] != "hydra"})
+    return settings
 
 
 def owner(cfg: DictConfig, key: str) -> tuple[type, str]:

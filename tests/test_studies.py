@@ -1,5 +1,6 @@
-"""The studies (conf/experiment/study/*.yaml): every arm of every sweep composes and builds, and
-a real sweep writes the report with one row per trial, failed trials included."""
+"""The studies (conf/experiment/study/*.yaml, and the full-scale tier study_full/*.yaml): every
+arm of every sweep composes and builds, and a real sweep writes the report with one row per
+trial, failed trials included."""
 
 from __future__ import annotations
 
@@ -21,18 +22,21 @@ from trainlab.pipeline import build
 from trainlab.report import load_trials, summarize
 from trainlab.train import CONFIG_DIR
 
-STUDY_DIR = ROOT / "conf" / "experiment" / "study"
-STUDIES = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+EXPERIMENT_DIR = ROOT / "conf" / "experiment"
+TIERS = ("study", "study_full")  # study_full/base/ holds what its studies share, not studies
+STUDIES = sorted(f"{tier}/{p.stem}" for tier in TIERS for p in (EXPERIMENT_DIR / tier).glob("*.yaml"))
 REQUIRED = {"regularization", "dropout", "batchnorm", "init", "lr_decay", "grad_clip",
             "optimizers", "augmentation", "normalization", "precision"}
+REQUIRED_FULL = {"lr_decay", "regularization", "dropout", "augmentation", "batchnorm",
+                 "early_stopping", "weight_averaging"}
 MIN_SEEDS = 3
 
 
 def sweep_params(study: str) -> dict[str, list[str]]:
-    """``hydra.sweeper.params`` of a study as ``{override key: [value, ...]}``."""
+    """``hydra.sweeper.params`` of a study (``study/<name>``) as ``{override key: [value, ...]}``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"+experiment=study/{study}"], return_hydra_config=True)
+        cfg = compose("train", overrides=[f"+experiment={study}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     parser = OverridesParser.create()
     params = {}
@@ -47,18 +51,20 @@ def arms(study: str) -> list[list[str]]:
     params = sweep_params(study)
     seeds = params.pop("seed")
     grid = itertools.product(*([f"{k}={v}" for v in values] for k, values in params.items()))
-    return [[f"+experiment=study/{study}", *combo, f"seed={seeds[0]}"] for combo in grid]
+    return [[f"+experiment={study}", *combo, f"seed={seeds[0]}"] for combo in grid]
 
 
 def test_every_required_study_exists():
-    assert REQUIRED <= set(STUDIES), f"missing: {sorted(REQUIRED - set(STUDIES))}"
+    for tier, required in (("study", REQUIRED), ("study_full", REQUIRED_FULL)):
+        missing = {f"{tier}/{name}" for name in required} - set(STUDIES)
+        assert not missing, f"missing: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_study_is_a_global_sweep_over_seeds(study):
-    text = (STUDY_DIR / f"{study}.yaml").read_text()
+    text = (EXPERIMENT_DIR / f"{study}.yaml").read_text()
     assert text.startswith("# @package _global_\n")
-    assert f"python train.py -m +experiment=study/{study}" in text  # the command, documented
+    assert f"python train.py -m +experiment={study}" in text  # the command, documented
     params = sweep_params(study)
     assert len(params.pop("seed")) >= MIN_SEEDS
     assert params and all(len(values) >= 2 for values in params.values()), params
@@ -68,7 +74,7 @@ def test_study_is_a_global_sweep_over_seeds(study):
 def test_every_arm_composes_and_builds(study, tmp_path):
     for overrides in arms(study):
         cfg = compose_cfg(overrides, tmp_path)
-        assert cfg.tag == f"study_{study}"
+        assert cfg.tag == study.replace("/", "_")
         datamodule, model, trainer = build(cfg)
         assert trainer.checkpoint_callback is None  # studies test the final weights
     GlobalHydra.instance().clear()
@@ -76,7 +82,7 @@ def test_every_arm_composes_and_builds(study, tmp_path):
 
 def test_arms_really_differ(tmp_path):
     """The dict-valued and group sweeps reach the objects they are meant to change."""
-    reg = {o[1]: o for o in arms("regularization")}
+    reg = {o[1]: o for o in arms("study/regularization")}
     decoupled = "model={optimizer:{weight_decay:4.0,decoupled_weight_decay:True}}"
     _, model, _ = build(compose_cfg(reg[decoupled], tmp_path))
     optimizer = model.configure_optimizers()
@@ -86,7 +92,7 @@ def test_arms_really_differ(tmp_path):
     optimizer = model.configure_optimizers()
     assert not model.regularization.has_penalty
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0}
-    init = {tuple(o[1:3]): o for o in arms("init")}
+    init = {tuple(o[1:3]): o for o in arms("study/init")}
     _, model, _ = build(compose_cfg(init[("model.net.activation=ReLU", "init=normal_std1")],
                                     tmp_path))
     hidden = model.net.layers[3]  # Flatten, Linear 64->64, ReLU, Linear 64->64, ...
@@ -161,3 +167,32 @@ def test_failing_trial_is_reported_and_the_sweep_goes_on(tmp_path):
     assert md_rows(table)[1][:3] == ["model.net.dropout=0.2", "1", ""]
     assert md_rows(table)[2][:4] == ["model.net.dropout=1.5", "0", "1 failed", "-"]
     assert md_rows(failed_section)[1][:4] == ["1", "model.net.dropout=1.5", "1", "failed"]
+
+
+def test_full_scale_lr_decay_arms_all_peak_at_the_recipes_lr(tmp_path):
+    """The constant, cosine and OneCycle arms share one LR: OneCycle's peak is the optimizer's."""
+    by_arm = {o[1]: o for o in arms("study_full/lr_decay")}
+    peaks = {}
+    for arm, overrides in by_arm.items():
+        cfg = compose_cfg(overrides, tmp_path)
+        schedule = cfg.callbacks.get("lr_schedule")
+        peaks[arm] = schedule.scheduler.get("max_lr", cfg.model.optimizer.lr) if schedule else cfg.model.optimizer.lr
+    GlobalHydra.instance().clear()
+    assert peaks == {"scheduler=none": 0.1, "scheduler=cosine": 0.1, "scheduler=onecycle": 0.1}
+
+
+@pytest.mark.e2e
+def test_full_scale_trials_run_two_at_a_time_with_the_cores_split(tmp_path):
+    """study_full sweeps run on joblib's two workers, each trial on half the cores."""
+    from joblib import cpu_count
+
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "+experiment=study_full/dropout", "model.net.dropout=0.0,0.5", "seed=1",
+                   "data=digits", "data.val_size=200", "trainer.max_epochs=1",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1")]
+    threads = max(cpu_count() // 2, 1)
+    assert [r["process/threads"] for r in results] == [f"{threads} (OMP_NUM_THREADS={threads})"] * 2
+    assert all("trials share the cores" in r["process/openmp"] for r in results)
+    assert md_rows((sweep / "summary.md").read_text())[1][:2] == ["model.net.dropout=0.0", "1"]

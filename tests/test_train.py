@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -13,7 +14,7 @@ from tiny import tiny_datamodule, tiny_model, tiny_trainer
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "epoch",
                "seed", "wall_s", "status", "gap/acc", "gap/loss", "process/openmp", "process/malloc",
-               "process/nvml_check"}
+               "process/nvml_check", "process/threads"}
 
 
 @pytest.mark.e2e
@@ -32,6 +33,9 @@ def test_digits_run_writes_the_outputs_contract(tmp_path):
     header = metrics.read_text().splitlines()[0].split(",")
     assert {"epoch", "train/loss", "train/loss_step", "val/acc"} <= set(header)
     assert results["process/openmp"] == "threads spin (process.openmp_wait=launcher)"
+    chosen = os.environ.get("OMP_NUM_THREADS")  # this process's threads are the child's
+    source = f"OMP_NUM_THREADS={chosen}" if chosen else "PyTorch's default"
+    assert results["process/threads"] == f"{torch.get_num_threads()} ({source})"
     assert "Process settings: openmp: threads spin" in proc.stdout + proc.stderr
     assert "Conv2d" in proc.stdout and "[-1, 32, 8, 8]" in proc.stdout  # summary with input size
 

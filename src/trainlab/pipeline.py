@@ -31,7 +31,7 @@ from trainlab.evaluation import load_weights
 from trainlab.provenance import provenance
 from trainlab.results import add_gaps, flat_metrics, write_results
 from trainlab.run_pictures import write_run_pictures
-from trainlab.runtime import nvml_check, settings_line
+from trainlab.runtime import intra_op_threads, nvml_check, settings_line
 from trainlab.validate import validate
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     start = time.perf_counter()
-    process = {**(process or {}), "process/nvml_check": nvml_check(cfg.process.skip_failing_nvml_check)}
+    process = {**(process or {}), "process/nvml_check": nvml_check(cfg.process.skip_failing_nvml_check),
+               "process/threads": intra_op_threads()}
     log.info("%s", settings_line(process))
     origin = provenance()
     base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process, **origin}

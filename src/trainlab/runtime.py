@@ -180,6 +180,16 @@ def nvml_check(skip_failing: bool = True) -> str:
     return "as PyTorch does it" + ("" if skip_failing else " (process.skip_failing_nvml_check=false)")
 
 
+def intra_op_threads() -> str:
+    """How many threads torch splits a CPU op over, and who chose it: a sweep's joblib
+    launcher gives each trial ``cpu_count // n_jobs`` through ``OMP_NUM_THREADS``."""
+    import torch
+
+    chosen = os.environ.get("OMP_NUM_THREADS")
+    source = f"OMP_NUM_THREADS={chosen}" if chosen else "PyTorch's default"
+    return f"{torch.get_num_threads()} ({source})"
+
+
 def tune_process(openmp_wait: str = "launcher", malloc_keep_freed: bool = True,
                  shares_cores: bool = False) -> dict[str, str]:
     """The two settings that must precede torch (OpenMP waiting, malloc thresholds); call
