@@ -175,8 +175,8 @@ def test_full_scale_lr_decay_arms_all_peak_at_the_recipes_lr(tmp_path):
     peaks = {}
     for arm, overrides in by_arm.items():
         cfg = compose_cfg(overrides, tmp_path)
-        schedule = cfg.callbacks.get("lr_schedule")
-        peaks[arm] = schedule.scheduler.get("max_lr", cfg.model.optimizer.lr) if schedule else cfg.model.optimizer.lr
+        schedule = cfg.callbacks.get("lr_schedule") or {"scheduler": {}}
+        peaks[arm] = schedule["scheduler"].get("max_lr", cfg.model.optimizer.lr)
     GlobalHydra.instance().clear()
     assert peaks == {"scheduler=none": 0.1, "scheduler=cosine": 0.1, "scheduler=onecycle": 0.1}
 
