@@ -147,7 +147,7 @@ def test_study_sweep_writes_the_report(tmp_path):
     header, _, l1_row = md_rows(markdown)[:3]
     assert header[:7] == ["option", "n", "test/acc", "test/loss", "gap/acc", "weights/l1", "weights/l2"]
     assert l1_row[:2] == ["model={regularization:{l1:0.001}}", "2"]
-    for plot in ("plot_test_acc.png", "plot_weights_sparsity.png", "curves.png"):
+    for plot in ("plot_test_acc.png", "plot_weights_sparsity.png", "curves.png", "curves_val_loss.png"):
         assert (sweep / plot).stat().st_size > 1000
 
 
@@ -196,3 +196,17 @@ def test_full_scale_trials_run_two_at_a_time_with_the_cores_split(tmp_path):
     assert [r["process/threads"] for r in results] == [f"{threads} (OMP_NUM_THREADS={threads})"] * 2
     assert all("trials share the cores" in r["process/openmp"] for r in results)
     assert md_rows((sweep / "summary.md").read_text())[1][:2] == ["model.net.dropout=0.0", "1"]
+
+
+@pytest.mark.parametrize("study", [s for s in STUDIES if s.startswith("study_full/")])
+def test_full_scale_study_also_runs_one_trial_at_a_time(study):
+    """``hydra/launcher=basic`` (one by one, all cores per trial) composes: the studies leave
+    the joblib launcher's own keys to conf/hydra/launcher/joblib.yaml."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"+experiment={study}", "hydra/launcher=basic"],
+                      return_hydra_config=True)
+        two = compose("train", overrides=[f"+experiment={study}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
+    assert two.hydra.launcher._target_.endswith("JoblibLauncher") and two.hydra.launcher.n_jobs == 2
