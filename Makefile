@@ -40,8 +40,9 @@ test-cluster: $(STAMP)
 	  $(BIN)/python -m pytest -q --durations=15 -m slurm $(ARGS); \
 	  status=$$?; scripts/slurm_local.sh down; exit $$status
 
+TIER ?= study
 sweep: $(STAMP)
-	$(BIN)/python train.py -m +experiment=study/$(STUDY) $(ARGS)
+	$(BIN)/python train.py -m +experiment=$(TIER)/$(STUDY) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py $(ARGS)

@@ -461,10 +461,10 @@ def test_read_curve_joins_the_csvlogger_attempts(tmp_path: Path) -> None:
 def test_write_report_plots_are_small_pngs(sweep: Path) -> None:
     files = write_report(sweep)
     assert sorted(files) == [
-        "curves.png", "plot_gap_acc.png", "plot_test_acc.png", "plot_test_loss.png",
-        "plot_wall_s.png", "summary.csv", "summary.md",
+        "curves.png", "curves_val_loss.png", "plot_gap_acc.png", "plot_test_acc.png",
+        "plot_test_loss.png", "plot_wall_s.png", "summary.csv", "summary.md",
     ]  # fmt: skip
-    for name in ("plot_test_acc.png", "curves.png"):
+    for name in ("plot_test_acc.png", "curves.png", "curves_val_loss.png"):
         assert files[name] == sweep / name
         assert png_size(files[name]) == (600, 350)  # 6 x 3.5 in at 100 dpi
 

@@ -24,12 +24,17 @@ from trainlab.report.stats import (
     summarize,
 )
 
+# the learning curves of a sweep, mean per option: accuracy shows what was learned, loss shows
+# overfitting (it rises while accuracy still holds)
+CURVE_FILES = {"val/acc": "curves.png", "val/loss": "curves_val_loss.png"}
+
 __all__ = ["Trials", "configured_report", "load_trials", "summarize", "write_report"]
 
 
 def write_report(sweep_dir: str | Path, metrics: Sequence[str] | None = None,
                  option_keys: Sequence[str] | None = None) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md``, ``plot_<metric>.png`` and ``curves.png``.
+    """Write ``summary.csv``, ``summary.md``, ``plot_<metric>.png`` and the curves of
+    :data:`CURVE_FILES` (``curves.png``: val/acc, ``curves_val_loss.png``).
 
     Args:
         sweep_dir: The multirun dir; the files go there.
@@ -66,6 +71,7 @@ def write_report(sweep_dir: str | Path, metrics: Sequence[str] | None = None,
         points = trials.results.reindex(columns=[metric])[metric][ok].astype(float).set_axis(labels[ok])
         if plot_metric(stats, points, option_setting, sweep / name):
             files[name] = sweep / name
-    if plot_curves(mean_curves(trials, labels), option_setting, sweep / "curves.png"):
-        files["curves.png"] = sweep / "curves.png"
+    for metric, name in CURVE_FILES.items():
+        if plot_curves(mean_curves(trials, labels, metric), option_setting, sweep / name, metric):
+            files[name] = sweep / name
     return files
