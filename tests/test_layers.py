@@ -202,3 +202,29 @@ def test_other_activations_stay_out_of_place():
     assert len(gelu) == 1 and not getattr(gelu[0], "inplace", False)
     elu = [m for m in CNN([1, 8, 8], 2, channels=[4], activation="ELU").modules() if isinstance(m, nn.ELU)]
     assert len(elu) == 1 and not elu[0].inplace
+
+
+def test_residual_blocks_sit_after_the_blocks_asked_and_add_their_input():
+    from trainlab.models.cnn import Residual
+
+    net = CNN([1, 8, 8], 3, channels=[4, 8], res_blocks=[0, 2], pool_first=True).eval()
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds.count("Residual") == 2 and kinds[-2:] == ["Residual", "Residual"]
+    assert kinds.index("Residual") > [i for i, k in enumerate(kinds) if k == "Conv2d"][-1]
+    assert net(torch.rand(5, 1, 8, 8)).shape == (5, 3)
+    block = net.features[-1]
+    convs = [m for m in block.body if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.padding) for c in convs] == [(8, 8, (1, 1))] * 2
+    for conv in convs:  # a zero body (fresh BN in eval: 0 -> 0, ReLU(0) = 0) leaves the input
+        nn.init.zeros_(conv.weight)
+    x = torch.randn(2, 8, 2, 2)
+    assert torch.equal(block(x), x)
+    assert isinstance(block, Residual)
+    assert sum(isinstance(m, Residual) for m in CNN([1, 8, 8], 3, channels=[4, 8]).modules()) == 0
+
+
+@pytest.mark.parametrize("res_blocks", [[1], [0, -1], [1, 1, 1]])
+def test_bad_residual_counts_name_the_key(res_blocks):
+    with pytest.raises(ValueError, match=r"model.net.res_blocks must be empty or 2 counts >= 0 .*"
+                                         r"model.net.channels=\[4, 8\]\), got "):
+        CNN([1, 8, 8], 3, channels=[4, 8], res_blocks=res_blocks)

@@ -46,3 +46,27 @@ def test_tta_changes_test_metrics_to_the_averaged_predictions_and_not_training(t
 def test_tta_on_non_image_input_is_rejected_naming_the_key():
     with pytest.raises(ValueError, match=r"model.tta_flip=true.*\[13\]"):
         Classifier(MLP([13], 3), torch.optim.SGD, num_classes=3, input_shape=[13], tta_flip=True)
+
+
+def test_shift_tta_averages_the_image_and_two_diagonal_moves_with_edges_repeated():
+    model = tiny_model(tta_shift=1).eval()
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    down_right = torch.tensor([[0, 0, 1, 2], [0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10.0]])
+    up_left = torch.tensor([[5, 6, 7, 7], [9, 10, 11, 11], [13, 14, 15, 15], [13, 14, 15, 15.0]])
+    with torch.no_grad():
+        views = [x, down_right.view(1, 1, 4, 4), up_left.view(1, 1, 4, 4)]
+        expected = sum(model.net(v) for v in views) / 3
+        assert torch.allclose(model._eval_logits(x), expected, atol=1e-6)
+        both = tiny_model(tta_shift=1, tta_flip=True).eval()
+        six = views + [v.flip(-1) for v in views]
+        assert torch.allclose(both._eval_logits(x), sum(both.net(v) for v in six) / 6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shift", "shape", "message"), [
+    (2, [1, 4, 4], r"model.tta_shift must be 0 \(off\) or 1..1 pixels for 4x4 images, got 2"),
+    (-1, [1, 4, 4], r"model.tta_shift must be 0 .* got -1"),
+    (1, [13], r"model.tta_shift=1 moves images.*\[13\].*set model.tta_shift=0"),
+])
+def test_bad_shift_tta_is_rejected_naming_the_key(shift, shape, message):
+    with pytest.raises(ValueError, match=message):
+        Classifier(MLP(shape, 3), torch.optim.SGD, num_classes=3, input_shape=shape, tta_shift=shift)

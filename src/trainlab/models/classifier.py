@@ -43,12 +43,18 @@ class Classifier(pl.LightningModule):
         tta_flip: test-time augmentation for images: validation, test and predict logits are the
             mean of the logits of each image and of its left-right mirror (as airbench does).
             Training is unchanged.
+        tta_shift: test-time augmentation by translation: with ``s > 0`` the evaluation logits
+            are also averaged over two copies of each image moved ``s`` pixels diagonally, down
+            and right and up and left, edge pixels repeated into the gap (airbench translates
+            its test images by one pixel). With ``tta_flip`` every copy is also mirrored: six
+            views in all.
     """
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, num_classes: int,
                  input_shape: Sequence[int], regularization: Regularization | None = None,
                  init: Callable[[nn.Module], object] | None = None, label_smoothing: float = 0.0,
-                 channels_last: bool = False, compile: bool = False, tta_flip: bool = False) -> None:
+                 channels_last: bool = False, compile: bool = False, tta_flip: bool = False,
+                 tta_shift: int = 0) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -56,6 +62,12 @@ class Classifier(pl.LightningModule):
         if tta_flip and len(input_shape) != 3:
             raise ConfigError(f"model.tta_flip=true mirrors images, but the input shape is {input_shape}; "
                               "it needs (channels, height, width): set model.tta_flip=false")
+        if tta_shift and len(input_shape) != 3:
+            raise ConfigError(f"model.tta_shift={tta_shift} moves images, but the input shape is "
+                              f"{input_shape}; it needs (channels, height, width): set model.tta_shift=0")
+        if tta_shift < 0 or (tta_shift and 2 * tta_shift >= min(input_shape[1:])):
+            raise ConfigError(f"model.tta_shift must be 0 (off) or 1..{(min(input_shape[1:]) - 1) // 2} "
+                              f"pixels for {input_shape[1]}x{input_shape[2]} images, got {tta_shift}")
         self.save_hyperparameters(ignore=["net", "optimizer", "regularization", "init"])
         check_net(net, input_shape, num_classes)
         self.net = net
@@ -69,6 +81,7 @@ class Classifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last and len(input_shape) == 3
         self.tta_flip = tta_flip
+        self.tta_shift = tta_shift
         self.example_input_array = torch.zeros(2, *input_shape)
         self.top_k = 5 if num_classes > 5 else 0
         # predicted classes in, no per-step input checks (the labels are checked by the data)
@@ -96,11 +109,20 @@ class Classifier(pl.LightningModule):
         return self.forward_fn(x)
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation: with ``tta_flip``, averaged with those of the mirrored images."""
-        logits = self(x)
+        """Logits for evaluation: the mean over the test-time views (``tta_flip``, ``tta_shift``)."""
+        views = [x]
+        if self.tta_shift:
+            s = self.tta_shift
+            padded = F.pad(x, (s, s, s, s), mode="replicate")
+            height, width = x.shape[-2:]
+            views += [padded[..., :height, :width],  # content moved down and right by s
+                      padded[..., 2 * s:, 2 * s:]]  # moved up and left by s
         if self.tta_flip:
-            logits = (logits + self(x.flip(-1))) / 2
-        return logits
+            views += [view.flip(-1) for view in views]
+        logits = self(views[0])
+        for view in views[1:]:
+            logits = logits + self(view)
+        return logits / len(views)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)

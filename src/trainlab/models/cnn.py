@@ -1,4 +1,5 @@
-"""A small VGG-style CNN: [conv-BN-act-pool] blocks, dropout, a linear head."""
+"""A small VGG-style CNN: [conv-BN-act-pool] blocks, optionally followed by residual blocks
+(the ResNet-9 layout of Page's DAWNBench CIFAR-10 net), dropout, a linear head."""
 
 from __future__ import annotations
 
@@ -10,6 +11,24 @@ from torch import nn
 from trainlab.errors import ConfigError
 from trainlab.models.layers import POOL_COMMUTING_ACTIVATIONS, check_batchnorm, check_dropout, dropout_layer
 from trainlab.models.layers import activation as make_activation
+
+
+class Residual(nn.Module):
+    """``x + f(x)`` with ``f`` two [conv-BN-act] layers that keep the channels and the size."""
+
+    def __init__(self, channels: int, kernel_size: int, activation: str, batchnorm: bool,
+                 bn_momentum: float, bn_eps: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(2):
+            layers += [nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                                 bias=not batchnorm)]
+            layers += [nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)] if batchnorm else []
+            layers += [make_activation(activation)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 class CNN(nn.Module):
@@ -35,6 +54,9 @@ class CNN(nn.Module):
             normalizes the pooled maxima.
         fast_dropout: ``trainlab.models.layers.FastDropout`` instead of ``nn.Dropout`` (a
             faster CPU mask from other random draws; opt-in, measured in BENCHMARKS.md).
+        res_blocks: residual blocks (:class:`Residual`, two convs each) after each block, one
+            count per entry of ``channels``; empty = none. Depth where the image is small is
+            cheap capacity: ``[0, 1, 0, 1]`` on ``[16, 32, 64, 128]`` is ResNet-9's layout.
 
     With ``pool_first=false`` and an activation in ``POOL_COMMUTING_ACTIVATIONS`` (ReLU...), the
     modules run conv-BN-pool-act: max-pooling commutes with a non-decreasing activation, so
@@ -47,7 +69,8 @@ class CNN(nn.Module):
                  channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: int = 0,
                  activation: str = "ReLU", batchnorm: bool = True, bn_momentum: float = 0.1,
                  bn_eps: float = 1e-5, dropout: float = 0.25, dropout_where: str = "head",
-                 dropout2d: float = 0.0, pool_first: bool = False, fast_dropout: bool = False) -> None:
+                 dropout2d: float = 0.0, pool_first: bool = False, fast_dropout: bool = False,
+                 res_blocks: Sequence[int] = ()) -> None:
         super().__init__()
         check_dropout(dropout, dropout_where)
         check_dropout(dropout2d, "head", key="model.net.dropout2d")
@@ -58,8 +81,12 @@ class CNN(nn.Module):
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
             raise ConfigError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
                               f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
+        res_blocks = list(res_blocks) or [0] * len(channels)
+        if len(res_blocks) != len(channels) or min(res_blocks) < 0:
+            raise ConfigError(f"model.net.res_blocks must be empty or {len(channels)} counts >= 0 (one per "
+                              f"entry of model.net.channels={list(channels)}), got {res_blocks}")
         blocks: list[nn.Module] = []
-        for out_ch in channels:
+        for out_ch, n_res in zip(channels, res_blocks, strict=True):
             blocks += [nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batchnorm)]
             blocks += [nn.MaxPool2d(2)] if pool_first else []
             if batchnorm:
@@ -70,6 +97,8 @@ class CNN(nn.Module):
                 blocks += [nn.MaxPool2d(2), make_activation(activation)]
             else:
                 blocks += [make_activation(activation), nn.MaxPool2d(2)]
+            blocks += [Residual(out_ch, kernel_size, activation, batchnorm, bn_momentum, bn_eps)
+                       for _ in range(n_res)]
             if dropout2d > 0:
                 blocks += [nn.Dropout2d(dropout2d)]
             if dropout > 0 and dropout_where == "all":

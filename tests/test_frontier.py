@@ -1,0 +1,58 @@
+"""scripts/frontier.py: the accuracy-vs-time table and picture of the recipes, and ``--run``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "frontier.py"
+
+
+def frontier():
+    spec = importlib.util.spec_from_file_location("frontier", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(runs, recipe, seed, acc, wall, status="ok"):
+    run = runs / f"{recipe}_seed{seed}"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"test/acc": acc, "wall_s": wall, "status": status}))
+
+
+def test_table_gives_each_recipe_its_mean_and_sample_std_in_recipe_order(tmp_path):
+    module = frontier()
+    write_run(tmp_path, "fmnist_fast", 0, 0.93, 120.0)
+    write_run(tmp_path, "fmnist_fast", 1, 0.94, 130.0)
+    write_run(tmp_path, "default", 0, 0.92, 190.0)
+    write_run(tmp_path, "default", 1, 0.10, 50.0, status="diverged")  # not a result
+    found = module.load(tmp_path)
+    assert list(found) == ["default", "fmnist_fast"]
+    rows = module.table(found).splitlines()
+    assert rows[2] == "| default | 1 | 92.00 | 190.0 | - | 92.00 / 190 |"
+    assert rows[3] == "| fmnist_fast | 2 | 93.50 ± 0.71 | 125.0 ± 7.1 | - | 93.00 / 120, 94.00 / 130 |"
+    module.plot(found, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+@pytest.mark.e2e
+def test_run_trains_the_missing_runs_keeps_the_others_and_measures_their_memory(tmp_path):
+    command = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--recipes", "digits_quick",
+               "--seeds", "1", "--run", "--out", str(tmp_path / "f.png")]
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "running +experiment=digits_quick seed=1" in first.stdout
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and f"kept {tmp_path / 'digits_quick_seed1'}" in again.stdout
+    row = next(line for line in again.stdout.splitlines() if line.startswith("| digits_quick"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    results = json.loads((tmp_path / "digits_quick_seed1" / "results.json").read_text())
+    assert cells[1] == "1" and cells[2] == f"{100 * results['test/acc']:.2f}" and results["seed"] == 1
+    assert 0.2 < float(cells[4]) < 8  # a real peak RSS in GB, read from the child's own usage
+    assert (tmp_path / "f.png").stat().st_size > 1000
