@@ -47,7 +47,7 @@ def test_run_trains_the_missing_runs_keeps_the_others_and_measures_their_memory(
                "--seeds", "1", "--run", "--out", str(tmp_path / "f.png")]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert "running +experiment=digits_quick seed=1" in first.stdout
+    assert "running train.py +experiment=digits_quick seed=1" in first.stdout
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and f"kept {tmp_path / 'digits_quick_seed1'}" in again.stdout
     row = next(line for line in again.stdout.splitlines() if line.startswith("| digits_quick"))
