@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainlab import rundir
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = "default"  # the default job: no +experiment
 RECIPES = (DEFAULT_RECIPE, "fmnist_fast")
@@ -38,7 +40,7 @@ def run_dir(runs: Path, recipe: str, seed: int) -> Path:
 def train(runs: Path, recipe: str, seed: int) -> None:
     """One run of the recipe, unless its results are already there."""
     target = run_dir(runs, recipe, seed)
-    if (target / "results.json").is_file():
+    if (target / rundir.RESULTS).is_file():
         print(f"kept {target}")
         return
     experiment = [] if recipe == DEFAULT_RECIPE else [f"+experiment={recipe}"]
@@ -55,8 +57,8 @@ def train(runs: Path, recipe: str, seed: int) -> None:
 def load(runs: Path) -> dict[str, list[dict]]:
     """``{recipe: [results, ...]}`` of the runs that finished ok, recipes in RECIPES' order."""
     found: dict[str, list[dict]] = {}
-    for path in sorted(runs.glob("*_seed*/results.json")):
-        results = json.loads(path.read_text())
+    for path in sorted(runs.glob(f"*_seed*/{rundir.RESULTS}")):
+        results = rundir.read_results(path.parent)
         peak = path.with_name(PEAK_FILE)
         results["max_rss_gb"] = json.loads(peak.read_text())["max_rss_gb"] if peak.is_file() else None
         if results.get("status") == "ok":
