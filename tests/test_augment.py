@@ -436,7 +436,7 @@ CONFIG_FILES = sorted(CONF_DIR.glob("*.yaml"))
 
 def test_every_augmentation_option_has_a_config() -> None:
     expected = {
-        "none", "flip", "rotate90", "rotation", "crop", "resize_crop", "gaussian_noise",
+        "none", "flip", "rotate90", "rotation", "crop", "crop_flip", "resize_crop", "gaussian_noise",
         "elastic", "erasing", "randaugment", "standard", "mixup", "cutmix",
     }  # fmt: skip
     assert expected <= {path.stem for path in CONFIG_FILES}

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import run_cli
+from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
 from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+from trainlab.models import classifier
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "epoch",
                "seed", "wall_s", "status", "gap/acc", "gap/loss", "process/openmp", "process/malloc",
@@ -161,12 +168,74 @@ class BarProbe(pl.Callback):
 def test_the_progress_bar_shows_this_steps_training_loss_and_accuracy(tmp_path):
     probe = BarProbe()
     model = tiny_model(lr=0.0)  # lr 0: the accuracy after the step is the step's own
-    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[probe], log_every_n_steps=50)
+    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[TQDMProgressBar(), probe],
+                           log_every_n_steps=50, enable_progress_bar=True)
     trainer.fit(model, datamodule=tiny_datamodule())
     assert len(probe.seen) == 10
     for bar_loss, loss, bar_acc, acc in probe.seen:
         assert bar_loss == pytest.approx(loss, rel=1e-6) and bar_acc == pytest.approx(acc)
     assert len({round(loss, 6) for loss, _, _, _ in probe.seen}) > 1  # it moves: not frozen
+
+
+class RichBarProbe(pl.Callback):
+    """At each batch's start: what the bar holds, beside the previous batch's loss and accuracy."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, float, float]] = []
+        self.previous: tuple[float, float] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.previous is not None:
+            bar = trainer.progress_bar_metrics
+            self.seen.append((bar["train/loss_step"], self.previous[0], bar["train/acc_step"],
+                              self.previous[1]))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        x, y = batch
+        with torch.no_grad():
+            acc = (pl_module(x).argmax(1) == y).double().mean().item()  # lr 0: the step's own
+        self.previous = (outputs["loss"].item(), acc)
+
+
+@pytest.mark.parametrize(("refresh_rate", "fresh"), [(100, 9), (1, 3)])
+def test_a_rich_bar_gets_the_step_values_as_often_as_it_redraws(tmp_path, monkeypatch, refresh_rate,
+                                                                 fresh):
+    """Lightning's RichProgressBar redraws refresh_rate times a second. With a clock that moves
+    0.25 s a batch: at 100 redraws a second every step's values reach it; at 1 a second every
+    fourth step's (batches 1, 5 and 9 of 10), and the steps in
+    between skip self.log."""
+    ticks = iter(range(1000))
+    monkeypatch.setattr(classifier, "monotonic", lambda: next(ticks) * 0.25)
+    probe = RichBarProbe()
+    bar = RichProgressBar(refresh_rate=refresh_rate, console_kwargs={"file": io.StringIO()})
+    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[bar, probe], log_every_n_steps=50,
+                           enable_progress_bar=True)
+    trainer.fit(tiny_model(lr=0.0), datamodule=tiny_datamodule())
+    assert len(probe.seen) == 9
+    now = [bar_loss == pytest.approx(loss, rel=1e-6) and bar_acc == pytest.approx(acc)
+           for bar_loss, loss, bar_acc, acc in probe.seen]
+    assert sum(now) == fresh
+
+
+def step_rows(tmp_path, bar: pl.Callback | None) -> list[list[str]]:
+    """metrics.csv's step, train/loss_step and train/acc_step rows of a 2-epoch tiny run."""
+    logger = CSVLogger(tmp_path, name=type(bar).__name__)
+    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[bar] if bar else [],
+                           log_every_n_steps=4, logger=logger, enable_progress_bar=bar is not None)
+    trainer.fit(tiny_model(), datamodule=tiny_datamodule())
+    with open(Path(logger.log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [[r["step"], r["train/loss_step"], r["train/acc_step"]] for r in rows if r["train/loss_step"]]
+
+
+def test_the_logger_gets_the_same_step_values_with_any_bar_or_none(tmp_path):
+    """Skipping self.log on the steps the logger does not write loses nothing: the same rows
+    as with TQDM's bar, which has them logged every step."""
+    every_step = step_rows(tmp_path, TQDMProgressBar())
+    rich = step_rows(tmp_path, RichProgressBar(refresh_rate=1, console_kwargs={"file": io.StringIO()}))
+    none = step_rows(tmp_path, None)
+    assert [int(step) for step, _, _ in none] == [3, 7]  # 10 steps, every 4th written
+    assert none == rich == every_step
 
 
 @pytest.mark.parametrize("value", ["abc", "[1,2]", "{a:1}", "true"])

@@ -39,7 +39,8 @@ def tiny_model(lr: float = 0.1, optimizer=torch.optim.SGD, **kwargs) -> Classifi
 
 def tiny_trainer(tmp_path, max_epochs: int = 3, callbacks=(), **kwargs) -> pl.Trainer:
     return pl.Trainer(default_root_dir=tmp_path, max_epochs=max_epochs, accelerator="cpu",
-                      devices=1, logger=False, enable_progress_bar=False,
+                      devices=1, logger=kwargs.pop("logger", False),
+                      enable_progress_bar=kwargs.pop("enable_progress_bar", False),
                       enable_model_summary=False, enable_checkpointing=kwargs.pop("ckpt", False),
                       num_sanity_val_steps=0, callbacks=list(callbacks),
                       log_every_n_steps=kwargs.pop("log_every_n_steps", 1),
