@@ -168,8 +168,8 @@ class Classifier(pl.LightningModule):
     @override
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """The step values, if not logged yet, when the logger or a Rich bar reads them.
-        ``self.log`` costs about 0.7 ms a call on 2 cores (BENCHMARKS.md), 4% of a default-CNN
-        step for the two: the logger writes on_step values when ``trainer.log_every_n_steps``
+        Two ``self.log`` calls a step were about 5% of a default-CNN step on 2 cores
+        (BENCHMARKS.md). The logger writes on_step values when ``trainer.log_every_n_steps``
         divides the optimizer steps (or the run stops), and Lightning's ``RichProgressBar``
         redraws ``refresh_rate`` times a second from a thread, so these are the steps they
         are logged at; metrics.csv holds the same rows as when every step logs them, and each
