@@ -202,8 +202,7 @@ def test_a_rich_bar_gets_the_step_values_as_often_as_it_redraws(tmp_path, monkey
                                                                  fresh):
     """Lightning's RichProgressBar redraws refresh_rate times a second. With a clock that moves
     0.25 s a batch: at 100 redraws a second every step's values reach it; at 1 a second every
-    fourth step's (batches 1, 5 and 9 of 10), and the steps in
-    between skip self.log."""
+    fourth step's (batches 1, 5 and 9 of 10), and the steps in between skip self.log."""
     ticks = iter(range(1000))
     monkeypatch.setattr(classifier, "monotonic", lambda: next(ticks) * 0.25)
     probe = RichBarProbe()
