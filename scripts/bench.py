@@ -12,7 +12,10 @@ process for several rounds so that concurrent load on a shared machine hits them
   terminal, into memory. ``trainlab_nobar`` is the same without the progress bar.
 - ``lightning``: the same network, loss and optimizer in a bare ``LightningModule`` and a
   Trainer with nothing added (no callbacks, logger, checkpoints, bar, metrics), fed the hand
-  loop's batches: Lightning's own cost, the floor under ``trainlab`` (not run by default).
+  loop's batches: Lightning's own cost, the floor under ``trainlab_nobar`` (not run by default).
+  ``lightning_bar`` adds the one thing the default job's Trainer shows, the progress bar of
+  ``conf/callbacks`` (Lightning's ``RichProgressBar``, drawn into memory, nothing logged to
+  it): the floor under ``trainlab`` with its bar.
 - ``hand``: a hand-written PyTorch loop on the same network, optimizer and batch size, fed from
   float tensors normalized once up front (the fastest a user would write): trainlab's loop
   overhead is ``trainlab/hand``.
@@ -65,8 +68,8 @@ from pathlib import Path
 from trainlab.compose import compose_config  # Hydra only: torch is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("trainlab", "trainlab_nobar", "lightning", "hand", "hand_torch", "torchvision0",
-            "torchvision2")
+VARIANTS = ("trainlab", "trainlab_nobar", "lightning", "lightning_bar", "hand", "hand_torch",
+            "torchvision0", "torchvision2")
 DEFAULT_VARIANTS = ("trainlab", "hand", "hand_torch", "torchvision0", "torchvision2")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -162,13 +165,15 @@ class Bench:
 
     # -- Lightning alone: the floor under trainlab -----------------------------------------
 
-    def lightning(self) -> tuple:
+    def lightning(self, progress_bar: bool = False) -> tuple:
         """A bare ``LightningModule`` (the net, the loss, the optimizer; nothing else) in a
         Trainer without callbacks, logger, checkpoints or progress bar, on the hand loop's
-        float batches: what Lightning's loop costs by itself."""
+        float batches: what Lightning's loop costs by itself. ``progress_bar``: with the
+        config's bar, drawn into memory as ``trainlab``'s is."""
         import pytorch_lightning as pl
         import torch
         import torch.nn.functional as F
+        from hydra.utils import instantiate
 
         from trainlab.data.batches import TensorBatchLoader
 
@@ -190,14 +195,21 @@ class Bench:
                 return opt
 
         stamps: dict[int, tuple] = {}
+        callbacks, sink = [self._stopwatch(stamps)], io.StringIO()
+        if progress_bar:
+            if cfg.callbacks.get("progress_bar") is None:
+                raise SystemExit("lightning_bar: the config has no callbacks.progress_bar to compare with")
+            callbacks.append(instantiate(cfg.callbacks.progress_bar, console_kwargs={
+                "file": sink, "force_terminal": True, "width": 120}))
         trainer = pl.Trainer(accelerator=self.device.type, devices=1, max_epochs=1, logger=False,
                              limit_train_batches=self.total + 1, num_sanity_val_steps=0,
                              precision=cfg.trainer.precision, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[self._stopwatch(stamps)])
+                             enable_progress_bar=progress_bar, enable_model_summary=False,
+                             callbacks=callbacks)
         loader = TensorBatchLoader(self.train_x, self.train_y, self.args.batch_size,
                                    shuffle=True, drop_last=True, seed=cfg.seed)
-        trainer.fit(Bare(), train_dataloaders=loader)
+        with contextlib.redirect_stdout(sink):
+            trainer.fit(Bare(), train_dataloaders=loader)
         return _minus(stamps[self.total], stamps[self.args.warmup])
 
     # -- the hand-written loop --------------------------------------------------------------
@@ -293,8 +305,8 @@ class Bench:
         faults per step of one timed round of ``variant``."""
         if variant.startswith("trainlab"):
             seconds = self.trainlab(progress_bar=variant == "trainlab")
-        elif variant == "lightning":
-            seconds = self.lightning()
+        elif variant.startswith("lightning"):
+            seconds = self.lightning(progress_bar=variant == "lightning_bar")
         elif variant.startswith("hand"):
             seconds = self.hand(stock=variant == "hand_torch")
         else:
@@ -458,9 +470,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def summarize(rates: dict[str, list[float]]) -> dict:
     """Per-round rates, their medians, and the median per-round ratio of trainlab to each
-    variant (and of bare Lightning to the hand loop) with the quartiles of those ratios:
-    how far one run's median can be trusted on a noisy machine."""
-    pairs = [("trainlab", v) for v in rates if v != "trainlab"] + [("lightning", "hand")]
+    variant (and of trainlab without its bar to bare Lightning, of bare Lightning to the hand
+    loop) with the quartiles of those ratios: how far one run's median can be trusted on a
+    noisy machine."""
+    pairs = [("trainlab", v) for v in rates if v != "trainlab"]
+    pairs += [("trainlab_nobar", "lightning"), ("lightning", "hand")]
     ratios, quartiles = {}, {}
     for a, b in pairs:
         if a in rates and b in rates:

@@ -5,8 +5,10 @@ mean a labelled marker, so the frontier shows at a glance (BENCHMARKS.md).
 the time is the figure), each as ``python train.py [+experiment=RECIPE] seed=S`` into
 ``<runs>/<recipe>_seed<S>/``; a run whose ``results.json`` is there is kept. Then it reads every
 ``results.json`` under ``<runs>``, prints a markdown table (mean ± sample std over the seeds,
-and the largest peak memory of a run, measured by ``--run`` from the process's own usage)
-and writes the picture.
+the largest peak memory of a run, and the CPU cores a run kept busy on average: its CPU
+seconds over its seconds alive, both measured by ``--run`` from the process's own usage; on
+a shared VM a run that got less than the machine's cores took longer for it) and writes the
+picture.
 
     python scripts/frontier.py --run                   # default job, fmnist_fast, fmnist_94; seeds 0-2
     python scripts/frontier.py --recipes digits_quick --seeds 0 --run
@@ -21,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = "default"  # the default job: no +experiment
 RECIPES = (DEFAULT_RECIPE, "fmnist_fast", "fmnist_94")
 TARGET_ACC, TARGET_WALL = 94.0, 180.0  # the next recipe's goal: >= 94.0% in <= 180 s on 2 cores
-PEAK_FILE = "frontier_peak.json"  # written beside results.json: the run's max RSS
+PEAK_FILE = "frontier_peak.json"  # written beside results.json: the run's max RSS and CPU use
 
 
 def run_dir(runs: Path, recipe: str, seed: int) -> Path:
@@ -47,11 +50,15 @@ def train(runs: Path, recipe: str, seed: int) -> None:
     command = [sys.executable, "train.py", *experiment, f"seed={seed}", "callbacks.progress_bar=null",
                f"hydra.run.dir={target}"]
     print("running", " ".join(command[1:]), flush=True)
+    start = time.monotonic()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory, not the others'
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory and CPU time
+    alive = time.monotonic() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command[1:])} failed (exit {os.waitstatus_to_exitcode(status)})")
-    (target / PEAK_FILE).write_text(json.dumps({"max_rss_gb": usage.ru_maxrss / 2**20}))  # KiB on Linux
+    (target / PEAK_FILE).write_text(json.dumps({
+        "max_rss_gb": usage.ru_maxrss / 2**20,  # KiB on Linux
+        "cpu_s": usage.ru_utime + usage.ru_stime, "alive_s": alive}))
 
 
 def load(runs: Path) -> dict[str, list[dict]]:
@@ -60,7 +67,9 @@ def load(runs: Path) -> dict[str, list[dict]]:
     for path in sorted(runs.glob(f"*_seed*/{rundir.RESULTS}")):
         results = rundir.read_results(path.parent)
         peak = path.with_name(PEAK_FILE)
-        results["max_rss_gb"] = json.loads(peak.read_text())["max_rss_gb"] if peak.is_file() else None
+        usage = json.loads(peak.read_text()) if peak.is_file() else {}
+        results["max_rss_gb"] = usage.get("max_rss_gb")
+        results["cores"] = usage["cpu_s"] / usage["alive_s"] if "cpu_s" in usage else None
         if results.get("status") == "ok":
             found.setdefault(path.parent.name.rsplit("_seed", 1)[0], []).append(results)
     order = {name: i for i, name in enumerate(RECIPES)}
@@ -68,20 +77,24 @@ def load(runs: Path) -> dict[str, list[dict]]:
 
 
 def table(found: dict[str, list[dict]]) -> str:
-    """Markdown: recipe, seeds, test accuracy and wall time as mean ± std."""
+    """Markdown: recipe, seeds, test accuracy and wall time as mean ± std, peak memory, cores
+    kept busy."""
     def cell(values: list[float], digits: int) -> str:
         spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
         return f"{statistics.mean(values):.{digits}f}{spread}"
 
-    lines = ["| recipe | seeds | test accuracy (%) | `wall_s` (s) | max RSS (GB) | each seed: accuracy / s |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| recipe | seeds | test accuracy (%) | `wall_s` (s) | max RSS (GB) | CPU cores busy "
+             "| each seed: accuracy / s |", "|---|---:|---:|---:|---:|---:|---|"]
     for recipe, runs in found.items():
         accs = [100 * r["test/acc"] for r in runs]
         walls = [r["wall_s"] for r in runs]
         peaks = [r["max_rss_gb"] for r in runs if r["max_rss_gb"] is not None]
+        cores = [r["cores"] for r in runs if r["cores"] is not None]
         each = ", ".join(f"{a:.2f} / {w:.0f}" for a, w in zip(accs, walls, strict=True))
         peak = f"{max(peaks):.2f}" if peaks else "-"
-        lines.append(f"| {recipe} | {len(runs)} | {cell(accs, 2)} | {cell(walls, 1)} | {peak} | {each} |")
+        busy = ", ".join(f"{c:.2f}" for c in cores) or "-"
+        lines.append(f"| {recipe} | {len(runs)} | {cell(accs, 2)} | {cell(walls, 1)} | {peak} | {busy} "
+                     f"| {each} |")
     return "\n".join(lines)
 
 

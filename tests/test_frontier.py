@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -32,11 +33,14 @@ def test_table_gives_each_recipe_its_mean_and_sample_std_in_recipe_order(tmp_pat
     write_run(tmp_path, "fmnist_fast", 1, 0.94, 130.0)
     write_run(tmp_path, "default", 0, 0.92, 190.0)
     write_run(tmp_path, "default", 1, 0.10, 50.0, status="diverged")  # not a result
+    (tmp_path / "fmnist_fast_seed1" / module.PEAK_FILE).write_text(
+        json.dumps({"max_rss_gb": 1.25, "cpu_s": 240.0, "alive_s": 150.0}))
     found = module.load(tmp_path)
     assert list(found) == ["default", "fmnist_fast"]
     rows = module.table(found).splitlines()
-    assert rows[2] == "| default | 1 | 92.00 | 190.0 | - | 92.00 / 190 |"
-    assert rows[3] == "| fmnist_fast | 2 | 93.50 ± 0.71 | 125.0 ± 7.1 | - | 93.00 / 120, 94.00 / 130 |"
+    assert rows[2] == "| default | 1 | 92.00 | 190.0 | - | - | 92.00 / 190 |"
+    assert rows[3] == ("| fmnist_fast | 2 | 93.50 ± 0.71 | 125.0 ± 7.1 | 1.25 | 1.60 "
+                       "| 93.00 / 120, 94.00 / 130 |")
     module.plot(found, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
 
@@ -55,4 +59,5 @@ def test_run_trains_the_missing_runs_keeps_the_others_and_measures_their_memory(
     results = json.loads((tmp_path / "digits_quick_seed1" / "results.json").read_text())
     assert cells[1] == "1" and cells[2] == f"{100 * results['test/acc']:.2f}" and results["seed"] == 1
     assert 0.2 < float(cells[4]) < 8  # a real peak RSS in GB, read from the child's own usage
+    assert 0.1 < float(cells[5]) <= os.cpu_count() + 0.05  # CPU seconds per second alive
     assert (tmp_path / "f.png").stat().st_size > 1000

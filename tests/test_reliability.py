@@ -190,3 +190,18 @@ def test_resume_trains_longer_when_asked_and_refuses_other_changes(tmp_path):
     assert longer.returncode == 0, longer.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "ok" and results["epoch"] == 3 and results["global_step"] == 3 * 17
+
+
+@pytest.mark.parametrize(("after_every_epoch", "last_epoch"), [(False, 1), (True, 2)])
+def test_last_ckpt_keeps_up_with_epochs_that_skip_validation_only_when_saved_after_each(
+        cfg_factory, after_every_epoch, last_epoch):
+    """Why +experiment=fmnist_94, which validates every third epoch, sets
+    callbacks.model_checkpoint.save_on_train_epoch_end: Lightning otherwise writes last.ckpt
+    only after a validation, and a resume would start from the last validated epoch."""
+    cfg = cfg_factory("data=digits", "net=mlp", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2",
+                      "callbacks.model_checkpoint.monitor=null",
+                      f"+callbacks.model_checkpoint.save_on_train_epoch_end={after_every_epoch}")
+    datamodule, module, trainer = build(cfg)
+    fit_and_test(cfg, datamodule, module, trainer, None)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (last["epoch"], trainer.current_epoch) == (last_epoch, 3)

@@ -70,3 +70,53 @@ def test_shift_tta_averages_the_image_and_two_diagonal_moves_with_edges_repeated
 def test_bad_shift_tta_is_rejected_naming_the_key(shift, shape, message):
     with pytest.raises(ValueError, match=message):
         Classifier(MLP(shape, 3), torch.optim.SGD, num_classes=3, input_shape=shape, tta_shift=shift)
+
+
+def test_shift_tta_along_the_axes_averages_the_image_and_four_one_pixel_moves():
+    model = tiny_model(tta_shift=1, tta_shift_dirs="axes").eval()
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    down = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11.0]])
+    up = torch.tensor([[4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [12, 13, 14, 15.0]])
+    right = torch.tensor([[0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10], [12, 12, 13, 14.0]])
+    left = torch.tensor([[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11], [13, 14, 15, 15.0]])
+    with torch.no_grad():
+        views = [x] + [v.view(1, 1, 4, 4) for v in (down, up, right, left)]
+        assert torch.allclose(model._eval_logits(x), sum(model.net(v) for v in views) / 5, atol=1e-6)
+        both = tiny_model(tta_shift=1, tta_shift_dirs="axes", tta_flip=True).eval()
+        ten = views + [v.flip(-1) for v in views]
+        assert torch.allclose(both._eval_logits(x), sum(both.net(v) for v in ten) / 10, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tta_shift": 1, "tta_shift_dirs": "round"},
+     r"model.tta_shift_dirs must be one of \['diagonal', 'axes'\], got 'round'"),
+    ({"tta_shift_dirs": "axes"}, r"model.tta_shift_dirs=axes moves the copies .* model.tta_shift is 0: "
+                                 r"set model.tta_shift=1"),
+])
+def test_bad_shift_directions_are_rejected_naming_the_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Classifier(MLP([1, 4, 4], 3), torch.optim.SGD, num_classes=3, input_shape=[1, 4, 4], **kwargs)
+
+
+def test_tta_views_script_retests_a_runs_final_weights_under_each_view_set(cfg_factory):
+    import importlib.util
+    from pathlib import Path
+
+    from conftest import ROOT
+    from omegaconf import OmegaConf
+
+    from trainlab.pipeline import build, fit_and_test
+
+    spec = importlib.util.spec_from_file_location("tta_views", ROOT / "scripts" / "tta_views.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.model_checkpoint.monitor=null")
+    run = Path(cfg.paths.output_dir)
+    datamodule, module, trainer = build(cfg)
+    results = fit_and_test(cfg, datamodule, module, trainer, None)
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    found = script.test_accuracies(run)
+    assert list(found) == ["none", "flip", "diagonal", "axes"]
+    assert found["none"] == pytest.approx(100 * results["test/acc"], abs=1e-4)  # the run tested no views
+    assert len(set(found.values())) > 1 and all(0 <= v <= 100 for v in found.values())
