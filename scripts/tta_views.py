@@ -1,10 +1,11 @@
 """Test accuracy of finished runs under each set of test-time views, from their final weights.
 
-Each run directory's saved config and ``checkpoints/last.ckpt`` are loaded and tested again
-through Lightning's ``Trainer.test`` with ``model.tta_flip``, ``model.tta_shift`` and
-``model.tta_shift_dirs`` set as each row below says; training is not repeated, so every
-difference between two view sets is paired (the same weights). Prints a markdown table and,
-per view set, the mean difference to the first shifted one (``diagonal``):
+Each run is rebuilt and its ``checkpoints/last.ckpt`` tested as ``python eval.py`` does
+(``trainlab.evaluation``: the run's saved config, eval.yaml's trainer keys, the checkpoint's
+weights and normalization), once per view set with ``model.tta_flip``, ``model.tta_shift`` and
+``model.tta_shift_dirs`` set as below; training is not repeated, so every difference between
+two view sets is paired (the same weights). Prints a markdown table and, per view set, the mean
+difference to the diagonal copies:
 
     python scripts/tta_views.py outputs/frontier/fmnist_94_seed*
 """
@@ -13,33 +14,34 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 from pathlib import Path
 
-VIEW_SETS = {  # name -> Classifier arguments
-    "none": {"tta_flip": False, "tta_shift": 0, "tta_shift_dirs": "diagonal"},
-    "flip": {"tta_flip": True, "tta_shift": 0, "tta_shift_dirs": "diagonal"},
-    "diagonal": {"tta_flip": True, "tta_shift": 1, "tta_shift_dirs": "diagonal"},
-    "axes": {"tta_flip": True, "tta_shift": 1, "tta_shift_dirs": "axes"},
+ROOT = Path(__file__).resolve().parents[1]
+VIEW_SETS = {  # name -> overrides of the run's config
+    "none": ["model.tta_flip=false", "model.tta_shift=0", "model.tta_shift_dirs=diagonal"],
+    "flip": ["model.tta_flip=true", "model.tta_shift=0", "model.tta_shift_dirs=diagonal"],
+    "diagonal": ["model.tta_flip=true", "model.tta_shift=1", "model.tta_shift_dirs=diagonal"],
+    "axes": ["model.tta_flip=true", "model.tta_shift=1", "model.tta_shift_dirs=axes"],
 }
 
 
 def test_accuracies(run: Path) -> dict[str, float]:
     """``{view set: test accuracy in %}`` of ``run``'s final weights."""
-    import pytorch_lightning as pl
-    import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    datamodule = instantiate(cfg.data)
+    from trainlab.evaluation import load_weights, run_config
+
+    eval_trainer = OmegaConf.load(ROOT / "conf" / "eval.yaml").trainer  # eval.py's trainer keys
     found = {}
-    for name, views in VIEW_SETS.items():
-        model = instantiate(cfg.model, **views)
-        model.load_state_dict(checkpoint["state_dict"])
-        trainer = pl.Trainer(accelerator="cpu", devices=1, precision=cfg.trainer.precision, logger=False,
-                             enable_progress_bar=False, enable_model_summary=False)
-        found[name] = 100 * trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    for name, overrides in VIEW_SETS.items():
+        with tempfile.TemporaryDirectory() as scratch:  # the Trainer's root; it writes nothing
+            cfg = run_config(run, eval_trainer, [*overrides, f"paths.output_dir={scratch}"])
+            datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+            load_weights(model, datamodule, run / "checkpoints" / "last.ckpt")
+            trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+            found[name] = 100 * trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
     return found
 
 
