@@ -13,6 +13,7 @@ picture.
     python scripts/frontier.py --run                   # default job, fmnist_fast, fmnist_94; seeds 0-2
     python scripts/frontier.py --recipes digits_quick --seeds 0 --run
     python scripts/frontier.py --out docs/img/frontier.png   # redraw from the runs there are
+    python scripts/frontier.py --also outputs/frontier_2026-12-02   # and another batch beside them
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def train(runs: Path, recipe: str, seed: int) -> None:
         "cpu_s": usage.ru_utime + usage.ru_stime, "alive_s": alive}))
 
 
-def load(runs: Path) -> dict[str, list[dict]]:
-    """``{recipe: [results, ...]}`` of the runs that finished ok, recipes in RECIPES' order."""
+def load(runs: Path, batch: str = "") -> dict[str, list[dict]]:
+    """``{recipe: [results, ...]}`` of the runs that finished ok, recipes in RECIPES' order;
+    with ``batch``, each recipe is named ``recipe (batch)``."""
     found: dict[str, list[dict]] = {}
     for path in sorted(runs.glob(f"*_seed*/{rundir.RESULTS}")):
         results = rundir.read_results(path.parent)
@@ -73,7 +75,8 @@ def load(runs: Path) -> dict[str, list[dict]]:
         if results.get("status") == "ok":
             found.setdefault(path.parent.name.rsplit("_seed", 1)[0], []).append(results)
     order = {name: i for i, name in enumerate(RECIPES)}
-    return dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+    ordered = sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return {f"{recipe} ({batch})" if batch else recipe: runs for recipe, runs in ordered}
 
 
 def table(found: dict[str, list[dict]]) -> str:
@@ -126,6 +129,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, default=ROOT / "outputs" / "frontier",
                    help="where the runs are (one dir per recipe and seed)")
+    p.add_argument("--also", type=Path, nargs="+", default=[],
+                   help="other batches' dirs, drawn and tabled beside --runs as 'recipe (dir name)'")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES),
                    help=f"experiments to run with --run ({DEFAULT_RECIPE!r}: the default job)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -141,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in args.seeds:
                 train(args.runs, recipe, seed)
     found = load(args.runs)
+    for batch in args.also:
+        found.update(load(batch, batch.name))
     if not found:
         print(f"no finished runs under {args.runs}; add --run", file=sys.stderr)
         return 1

@@ -45,6 +45,22 @@ def test_table_gives_each_recipe_its_mean_and_sample_std_in_recipe_order(tmp_pat
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+def test_other_batches_are_named_by_their_dir_beside_the_main_ones(tmp_path):
+    module = frontier()
+    main_runs, later = tmp_path / "frontier", tmp_path / "later_day"
+    write_run(main_runs, "fmnist_94", 0, 0.94, 160.0)
+    write_run(later, "fmnist_94", 0, 0.94, 200.0)
+    write_run(later, "fmnist_94", 1, 0.95, 210.0)
+    out = tmp_path / "f.png"
+    assert module.main(["--runs", str(main_runs), "--also", str(later), "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    found = module.load(later, later.name)
+    assert list(found) == ["fmnist_94 (later_day)"] and len(found["fmnist_94 (later_day)"]) == 2
+    rows = module.table({**module.load(main_runs), **found}).splitlines()
+    assert rows[2].startswith("| fmnist_94 | 1 | 94.00 | 160.0 |")
+    assert rows[3].startswith("| fmnist_94 (later_day) | 2 | 94.50 ± 0.71 | 205.0 ± 7.1 |")
+
+
 @pytest.mark.e2e
 def test_run_trains_the_missing_runs_keeps_the_others_and_measures_their_memory(tmp_path):
     command = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--recipes", "digits_quick",
