@@ -24,6 +24,7 @@ it needs.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -139,6 +140,14 @@ def cfg_factory(tmp_path):
         return compose_cfg(list(overrides), tmp_path)
     yield make
     GlobalHydra.instance().clear()
+
+
+def load_script(name: str) -> types.ModuleType:
+    """``scripts/<name>.py`` imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, script: str = "train.py"

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-from conftest import ROOT
-
-
-def bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_summarize_gives_median_per_round_ratio_and_ratio_of_best_rounds() -> None:
     rates = {"trainlab": [90.0, 100.0, 50.0], "lightning": [100.0, 100.0, 100.0],
              "lightning_bar": [80.0, 125.0, 100.0]}
-    report = bench().summarize(rates)
+    report = load_script("bench").summarize(rates)
     assert report["median"] == {"trainlab": 90.0, "lightning": 100.0, "lightning_bar": 100.0}
     # per round 0.9, 1.0, 0.5 -> median 0.9; best rounds 100 / 100
     assert report["ratios"]["trainlab/lightning"] == pytest.approx(0.9)

@@ -4,26 +4,18 @@ figures read back from their outputs are checked here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 SCRIPT = ROOT / "scripts" / "gpu_session.py"
 
 
-def gpu_session():
-    spec = importlib.util.spec_from_file_location("gpu_session", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_needs_out_and_two_trials_per_gpu_to_compare() -> None:
-    module = gpu_session()
+    module = load_script("gpu_session")
     with pytest.raises(SystemExit):
         module.parse_args([])
     with pytest.raises(SystemExit):

@@ -99,17 +99,14 @@ def test_bad_shift_directions_are_rejected_naming_the_key(kwargs, message):
 
 
 def test_tta_views_script_retests_a_runs_final_weights_under_each_view_set(cfg_factory):
-    import importlib.util
     from pathlib import Path
 
-    from conftest import ROOT
+    from conftest import load_script
     from omegaconf import OmegaConf
 
     from trainlab.pipeline import build, fit_and_test
 
-    spec = importlib.util.spec_from_file_location("tta_views", ROOT / "scripts" / "tta_views.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("tta_views")
     cfg = cfg_factory("data=digits", "trainer.max_epochs=2", "callbacks.model_checkpoint.monitor=null")
     run = Path(cfg.paths.output_dir)
     datamodule, module, trainer = build(cfg)
