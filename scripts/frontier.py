@@ -147,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train(args.runs, recipe, seed)
     found = load(args.runs)
     for batch in args.also:
-        found.update(load(batch, batch.name))
+        other = load(batch, batch.name)
+        if not other:
+            print(f"--also {batch}: no finished runs (<recipe>_seed<S>/results.json) there", file=sys.stderr)
+            return 1
+        found.update(other)
     if not found:
         print(f"no finished runs under {args.runs}; add --run", file=sys.stderr)
         return 1

@@ -50,6 +50,9 @@ def test_other_batches_are_named_by_their_dir_beside_the_main_ones(tmp_path):
     out = tmp_path / "f.png"
     assert module.main(["--runs", str(main_runs), "--also", str(later), "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert module.main(["--runs", str(main_runs), "--also", str(empty), "--out", str(out)]) == 1
     found = module.load(later, later.name)
     assert list(found) == ["fmnist_94 (later_day)"] and len(found["fmnist_94 (later_day)"]) == 2
     rows = module.table({**module.load(main_runs), **found}).splitlines()
