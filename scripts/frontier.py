@@ -13,7 +13,7 @@ picture.
     python scripts/frontier.py --run                   # default job, fmnist_fast, fmnist_94; seeds 0-2
     python scripts/frontier.py --recipes digits_quick --seeds 0 --run
     python scripts/frontier.py --out docs/img/frontier.png   # redraw from the runs there are
-    python scripts/frontier.py --also outputs/frontier_2026-12-02   # and another batch beside them
+    python scripts/frontier.py --also outputs/frontier_2026-12-02a   # and another batch beside them
 """
 
 from __future__ import annotations
