@@ -47,7 +47,6 @@ SITE = Path("/tmp/site")
 MISSING_THERE = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "hydra-joblib-launcher",
                  "hydra-submitit-launcher", "submitit", "jsonargparse", "docstring-parser",
                  "typeshed-client")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # a trial of the packed sweep: the default job, short
 PACK_TRIAL = ("trainer.max_epochs=2",)
 # every step cut to one batch or two, for --smoke on the CPU
@@ -62,6 +61,8 @@ def status(code: int | None) -> str:
 
 def prepare(target: Path = PREPARED) -> None:
     """Wheels of ``MISSING_THERE`` at this machine's versions, and Fashion-MNIST, into ``target``."""
+    from trainlab.data.sources import DEBIAN_FASHION_MNIST  # here only: it loads torch
+
     wheels = target / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     pins = [f"{name}=={metadata.version(name)}" for name in MISSING_THERE]
@@ -70,7 +71,7 @@ def prepare(target: Path = PREPARED) -> None:
                    check=True)
     data = target / "fashion-mnist"
     data.mkdir(exist_ok=True)
-    for gz in sorted(FASHION_MNIST.glob("*.gz")):
+    for gz in sorted(DEBIAN_FASHION_MNIST.glob("*.gz")):
         shutil.copy2(gz, data / gz.name)
     print(f"{target}: {len(list(wheels.glob('*.whl')))} wheels, {len(list(data.glob('*.gz')))} data files; "
           f"carry '.gpu' and run: python3 scripts/gpu_session.py --out $OUT")
@@ -150,10 +151,9 @@ class Session:
                 "trainlab,trainlab_nobar,lightning,hand,hand_torch", "--json", str(target),
                 *[f"--override={o}" for o in self.device + self.data]]
         code, s = self.command("bench", argv, 150)
-        report = json.loads(target.read_text()) if code == 0 and target.is_file() else {}
-        self.record("bench", status(code), s, ratios=report.get("wall", {}).get("ratios"),
-                    best_ratios=report.get("wall", {}).get("best_ratios"),
-                    samples_per_s=report.get("wall", {}).get("median"))
+        wall = json.loads(target.read_text())["wall"] if code == 0 and target.is_file() else {}
+        self.record("bench", status(code), s, ratios=wall.get("ratios"), best_ratios=wall.get("best_ratios"),
+                    samples_per_s=wall.get("median"))
 
     def train(self, step: str, run_dir: Path, overrides: list[str], limit_s: float) -> dict:
         argv = [sys.executable, "train.py", "+experiment=fmnist_94", *self.device, *self.data,

@@ -17,6 +17,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from trainlab.rundir import LAST
+
 ROOT = Path(__file__).resolve().parents[1]
 VIEW_SETS = {  # name -> overrides of the run's config
     "none": ["model.tta_flip=false", "model.tta_shift=0", "model.tta_shift_dirs=diagonal"],
@@ -39,7 +41,7 @@ def test_accuracies(run: Path) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as scratch:  # the Trainer's root; it writes nothing
             cfg = run_config(run, eval_trainer, [*overrides, f"paths.output_dir={scratch}"])
             datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
-            load_weights(model, datamodule, run / "checkpoints" / "last.ckpt")
+            load_weights(model, datamodule, run / LAST)
             trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
             found[name] = 100 * trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
     return found
@@ -50,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", type=Path,
                    help="run directories (with .hydra/ and checkpoints/last.ckpt)")
     args = p.parse_args(argv)
-    missing = [str(r) for r in args.runs if not (r / "checkpoints" / "last.ckpt").is_file()]
+    missing = [str(r) for r in args.runs if not (r / LAST).is_file()]
     if missing:
-        raise SystemExit(f"no checkpoints/last.ckpt in: {', '.join(missing)}")
+        raise SystemExit(f"no {LAST} in: {', '.join(missing)}")
     rows = {run: test_accuracies(run) for run in args.runs}
     print("| run | " + " | ".join(VIEW_SETS) + " |")
     print("|---|" + "---:|" * len(VIEW_SETS))

@@ -13,10 +13,6 @@ from conftest import ROOT, load_script
 SCRIPT = ROOT / "scripts" / "frontier.py"
 
 
-def frontier():
-    return load_script("frontier")
-
-
 def write_run(runs, recipe, seed, acc, wall, status="ok"):
     run = runs / f"{recipe}_seed{seed}"
     run.mkdir(parents=True)
@@ -24,7 +20,7 @@ def write_run(runs, recipe, seed, acc, wall, status="ok"):
 
 
 def test_table_gives_each_recipe_its_mean_and_sample_std_in_recipe_order(tmp_path):
-    module = frontier()
+    module = load_script("frontier")
     write_run(tmp_path, "fmnist_fast", 0, 0.93, 120.0)
     write_run(tmp_path, "fmnist_fast", 1, 0.94, 130.0)
     write_run(tmp_path, "default", 0, 0.92, 190.0)
@@ -42,7 +38,7 @@ def test_table_gives_each_recipe_its_mean_and_sample_std_in_recipe_order(tmp_pat
 
 
 def test_other_batches_are_named_by_their_dir_beside_the_main_ones(tmp_path):
-    module = frontier()
+    module = load_script("frontier")
     main_runs, later = tmp_path / "frontier", tmp_path / "later_day"
     write_run(main_runs, "fmnist_94", 0, 0.94, 160.0)
     write_run(later, "fmnist_94", 0, 0.94, 200.0)
