@@ -7,6 +7,7 @@ so ``OMP_WAIT_POLICY=PASSIVE python scripts/bench_nets.py`` measures sleeping Op
 
     python scripts/bench_nets.py                              # the default variants
     python scripts/bench_nets.py --variants c16-32-64:h512:pf --precision bf16
+    python scripts/bench_nets.py --variants c16-48-96:h192-512:pf:fd --precision bf16 --batch-size 512
     python scripts/bench_nets.py --variants c32-64:h0,c32-64:h0:fd --batch-size 128  # dropout
 
 ``:fd`` switches the opt-in ``FastDropout`` on (``model.net.fast_dropout=true``; without it the
@@ -25,18 +26,20 @@ import statistics
 import time
 
 # name -> CNN keyword arguments; a name is "c<channels>:h<hidden>[:pf][:fd][:op][:ap][:uf]"
+# (h192-512: two hidden layers, model.net.hidden=[192,512])
 FLAGS = {"pf", "fd", "op", "ap", "uf"}
 DEFAULT_VARIANTS = ("c32-64:h0", "c16-32-64:h512", "c16-32-64:h512:pf", "c16-32:h256:pf")
 
 
 def parse_variant(name: str) -> tuple[dict, set[str]]:
-    """``c16-32-64:h512:pf:op`` -> ({channels [16, 32, 64], hidden 512, pool_first}, {"op"}):
+    """``c16-32-64:h512:pf:op`` -> ({channels [16, 32, 64], hidden [512], pool_first}, {"op"}):
     the CNN's arguments and the speed-ups switched off."""
     parts = name.split(":")
     flags = set(parts[2:])
     try:
         kwargs = {"channels": [int(c) for c in parts[0].removeprefix("c").split("-")],
-                  "hidden": int(parts[1].removeprefix("h")), "pool_first": "pf" in flags,
+                  "hidden": [int(h) for h in parts[1].removeprefix("h").split("-")],
+                  "pool_first": "pf" in flags,
                   "fast_dropout": "fd" in flags}
     except (IndexError, ValueError):
         kwargs = None

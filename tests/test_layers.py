@@ -228,3 +228,42 @@ def test_bad_residual_counts_name_the_key(res_blocks):
     with pytest.raises(ValueError, match=r"model.net.res_blocks must be empty or 2 counts >= 0 .*"
                                          r"model.net.channels=\[4, 8\]\), got "):
         CNN([1, 8, 8], 3, channels=[4, 8], res_blocks=res_blocks)
+
+
+def test_the_cnns_hidden_layers_are_built_in_the_order_listed():
+    def kinds(net):
+        return [(type(m).__name__, getattr(m, "out_features", None)) for m in net.head]
+
+    def cnn(**kwargs):
+        return CNN([1, 8, 8], 3, channels=[4], **kwargs)
+
+    two = CNN([1, 8, 8], 3, channels=[4, 8], hidden=[6, 5])
+    assert kinds(two) == [("Flatten", None), ("Linear", 6), ("BatchNorm1d", None), ("ReLU", None),
+                          ("Linear", 5), ("BatchNorm1d", None), ("ReLU", None), ("Dropout", None),
+                          ("Linear", 3)]
+    assert two.head[1].in_features == 8 * 2 * 2 and two(torch.rand(4, 1, 8, 8)).shape == (4, 3)
+    assert kinds(cnn(hidden=5)) == kinds(cnn(hidden=[5]))
+    assert kinds(cnn(hidden=0)) == kinds(cnn(hidden=[]))
+    assert [k for k, _ in kinds(cnn(hidden=0))] == ["Flatten", "Dropout", "Linear"]
+    every = cnn(hidden=[6, 5], dropout=0.2, dropout_where="all")
+    assert [k for k, _ in kinds(every)].count("Dropout") == 2  # after each hidden layer
+
+
+def test_the_first_hidden_layer_computes_a_conv_that_covers_the_whole_last_map():
+    torch.manual_seed(0)
+    net = CNN([1, 8, 8], 3, channels=[4, 8], hidden=[5], batchnorm=False).eval()
+    maps = torch.randn(6, 8, 2, 2)  # the last block's output: 8 maps of 2x2
+    linear = net.head[1]
+    conv = nn.Conv2d(8, 5, kernel_size=2, padding=0)  # no padding: one output per map
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.view(5, 8, 2, 2))
+        conv.bias.copy_(linear.bias)
+    for x in (maps, maps.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(net.head[:2](x), conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("hidden", [-1, [4, 0], [3, -2]])
+def test_bad_hidden_widths_name_the_key(hidden):
+    with pytest.raises(ValueError, match=r"model.net.hidden must be 0, a width >= 1 or a list of "
+                                         r"widths >= 1, got "):
+        CNN([1, 8, 8], 3, channels=[4], hidden=hidden)

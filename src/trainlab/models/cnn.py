@@ -39,14 +39,18 @@ class CNN(nn.Module):
         num_classes: number of output logits.
         channels: output channels of each conv block; each block halves H and W.
         kernel_size: conv kernel size (odd; padding keeps H and W).
-        hidden: width of an extra fully connected layer before the head (0 = none).
+        hidden: width of a fully connected layer before the head (0 = none), or a list of
+            widths, one layer each (``[192, 512]``: the first reads the whole last map, as a
+            conv with that map's size would, and trains faster than a padded conv on a 3x3
+            map; BENCHMARKS.md, ``fmnist_94``).
         activation: ``torch.nn`` activation class name.
-        batchnorm: BatchNorm2d after every conv (and BatchNorm1d after ``hidden``).
+        batchnorm: BatchNorm2d after every conv (and BatchNorm1d after each hidden layer).
         bn_momentum: BatchNorm running-statistics momentum.
         bn_eps: BatchNorm epsilon.
         dropout: probability of ``nn.Dropout`` before the head (the notes: mostly in the last
             fully connected layers).
-        dropout_where: ``head`` (only before the classifier) or ``all`` (also after each block).
+        dropout_where: ``head`` (only before the classifier) or ``all`` (also after each block
+            and each hidden layer).
         dropout2d: probability of ``nn.Dropout2d`` (drops whole feature maps) after each block.
         pool_first: block order conv-pool-BN-act instead of conv-BN-act-pool (airbench's order):
             BN and the activation then run on a quarter of the pixels, which on a CPU makes
@@ -66,7 +70,8 @@ class CNN(nn.Module):
     """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int,
-                 channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: int = 0,
+                 channels: Sequence[int] = (32, 64), kernel_size: int = 3,
+                 hidden: int | Sequence[int] = 0,
                  activation: str = "ReLU", batchnorm: bool = True, bn_momentum: float = 0.1,
                  bn_eps: float = 1e-5, dropout: float = 0.25, dropout_where: str = "head",
                  dropout2d: float = 0.0, pool_first: bool = False, fast_dropout: bool = False,
@@ -81,6 +86,12 @@ class CNN(nn.Module):
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
             raise ConfigError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
                               f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
+        units = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
+        if units == [0]:
+            units = []
+        if any(u < 1 for u in units):
+            raise ConfigError("model.net.hidden must be 0, a width >= 1 or a list of widths >= 1, "
+                              f"got {hidden}")
         res_blocks = list(res_blocks) or [0] * len(channels)
         if len(res_blocks) != len(channels) or min(res_blocks) < 0:
             raise ConfigError(f"model.net.res_blocks must be empty or {len(channels)} counts >= 0 (one per "
@@ -107,11 +118,13 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         head: list[nn.Module] = [nn.Flatten()]
         features = in_ch * height * width
-        if hidden:
-            head += [nn.Linear(features, hidden, bias=not batchnorm)]
-            head += [nn.BatchNorm1d(hidden, eps=bn_eps, momentum=bn_momentum)] if batchnorm else []
+        for i, n_units in enumerate(units):
+            head += [nn.Linear(features, n_units, bias=not batchnorm)]
+            head += [nn.BatchNorm1d(n_units, eps=bn_eps, momentum=bn_momentum)] if batchnorm else []
             head += [make_activation(activation)]
-            features = hidden
+            if dropout > 0 and dropout_where == "all" and i < len(units) - 1:
+                head += [dropout_layer(dropout, fast_dropout)]
+            features = n_units
         if dropout > 0:
             head += [dropout_layer(dropout, fast_dropout)]
         head += [nn.Linear(features, num_classes)]
