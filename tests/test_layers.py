@@ -262,7 +262,7 @@ def test_the_first_hidden_layer_computes_a_conv_that_covers_the_whole_last_map()
         torch.testing.assert_close(net.head[:2](x), conv(x).flatten(1))
 
 
-@pytest.mark.parametrize("hidden", [-1, [4, 0], [3, -2]])
+@pytest.mark.parametrize("hidden", [-1, [0], [4, 0], [3, -2], "wide", ["a"], 2.5, True])
 def test_bad_hidden_widths_name_the_key(hidden):
     with pytest.raises(ValueError, match=r"model.net.hidden must be 0, a width >= 1 or a list of "
                                          r"widths >= 1, got "):

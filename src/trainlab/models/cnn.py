@@ -31,6 +31,23 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
+def hidden_units(hidden: int | Sequence[int]) -> list[int]:
+    """``model.net.hidden`` as a list of layer widths: ``0`` -> ``[]``, ``512`` -> ``[512]``."""
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        units = [] if hidden == 0 else [hidden]
+    elif isinstance(hidden, str):
+        units = None
+    else:
+        try:
+            units = [int(h) for h in hidden]  # a list (Hydra passes a ListConfig)
+        except (TypeError, ValueError):
+            units = None
+    if units is None or any(u < 1 for u in units):
+        raise ConfigError("model.net.hidden must be 0, a width >= 1 or a list of widths >= 1, "
+                          f"got {hidden!r}")
+    return units
+
+
 class CNN(nn.Module):
     """Convolutional classifier.
 
@@ -86,12 +103,7 @@ class CNN(nn.Module):
         if len(channels) == 0 or 2 ** len(channels) > min(height, width):
             raise ConfigError(f"model.net.channels: {len(channels)} blocks halve {height}x{width} "
                               f"below 1 pixel; use 1..{int(min(height, width)).bit_length() - 1} blocks")
-        units = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
-        if units == [0]:
-            units = []
-        if any(u < 1 for u in units):
-            raise ConfigError("model.net.hidden must be 0, a width >= 1 or a list of widths >= 1, "
-                              f"got {hidden}")
+        units = hidden_units(hidden)
         res_blocks = list(res_blocks) or [0] * len(channels)
         if len(res_blocks) != len(channels) or min(res_blocks) < 0:
             raise ConfigError(f"model.net.res_blocks must be empty or {len(channels)} counts >= 0 (one per "
