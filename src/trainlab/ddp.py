@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -36,30 +36,15 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 from typing_extensions import override
 
 from trainlab.errors import ConfigError
+from trainlab.run_owner import launch_rank  # noqa: F401  (where launchers put a rank; light)
 
 log = logging.getLogger(__name__)
 
 # What Lightning's launcher writes into the main process's environment for its children.
 LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-# Where launchers put a process's rank, in Lightning's order (``rank_zero_only.rank``).
-RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 CHILD_EXIT_TIMEOUT_S = 60.0
 
 _launched: list[_SubprocessScriptLauncher] = []
-
-
-def launch_rank(environ: Mapping[str, str] | None = None) -> int:
-    """Rank of this process as its launcher set it in the environment; 0 when not distributed.
-
-    Known before any Trainer exists, so a run can skip work only rank 0 must do (checking that
-    its run dir is fresh, printing the config) before it builds anything.
-    """
-    environ = os.environ if environ is None else environ
-    for key in RANK_ENV:
-        value = environ.get(key)
-        if value not in (None, ""):
-            return int(value)
-    return 0
 
 
 def child_command(local_rank: int, entry: str, hydra_cfg: Any, cwd: str

@@ -4,8 +4,8 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
 
     hydra:
       callbacks:
-        keep_sweep_record:
-          _target_: trainlab.hydra_callbacks.KeepSweepRecord
+        claim_sweep_dir:
+          _target_: trainlab.hydra_callbacks.ClaimSweepDir
         report:
           _target_: trainlab.hydra_callbacks.SweepReport
         release_ddp:
@@ -66,6 +66,26 @@ class SweepReport(Callback):
             return
         print(f"Sweep report in {sweep_dir}: " + ", ".join(sorted(files)))
         print(f"  summary: {files['summary.md']}")
+        counts = trial_counts(sweep_dir)
+        line = f"{sum(counts.values())} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        if set(counts) - {"ok"}:
+            log.warning("%s (their errors: %s)", line, files["summary.md"])
+        else:
+            print(f"  {line}")
+
+
+def trial_counts(sweep_dir: str | Path) -> dict[str, int]:
+    """How many trials of a sweep ended with each status (``ok`` first)."""
+    statuses = [r.get("status", "failed") if isinstance(r, dict) else "failed"
+                for r in map(_results_or_none, rundir.trial_dirs(sweep_dir))]
+    return {s: statuses.count(s) for s in sorted(set(statuses), key=lambda s: (s != "ok", s))}
+
+
+def _results_or_none(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return rundir.read_results(run_dir)
+    except (OSError, rundir.RunDirError):  # no results.json (killed) or a corrupt one
+        return None
 
 
 class ReleaseDDP(Callback):
@@ -135,15 +155,46 @@ class SlurmPreflight(Callback):
             log.warning("%s", note)
 
 
-class KeepSweepRecord(Callback):
-    """A sweep run again into its own dir (to continue it) keeps the earlier ``multirun.yaml``
-    as ``multirun.<k>.yaml`` before Hydra writes this invocation's."""
+class ClaimSweepDir(Callback):
+    """One owner per sweep dir (:mod:`trainlab.run_owner`), claimed before the launcher writes
+    into it. A sweep run again into its own dir (to continue it) must be the same sweep: the
+    same overrides but for how it is continued (``retry_failed``); another is refused with the
+    dir as it was. The earlier ``multirun.yaml`` is kept as ``multirun.<k>.yaml`` before Hydra
+    writes this invocation's. Each job's own dir is claimed as Hydra resolves its
+    ``hydra.output_subdir`` (:func:`trainlab.resolvers.claimed_config_subdir`) and given up here
+    when the job ends, so the next job of a launcher process can take its own."""
 
     @override
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainlab import run_owner
+
         sweep_dir = Path(config.hydra.sweep.dir)
         record = sweep_dir / rundir.SWEEP_CONFIG
+        overrides = [str(o) for o in config.hydra.overrides.task]
+
+        def same_sweep() -> None:
+            if record.is_file():
+                rundir.check_same_sweep(sweep_dir, overrides)
+
+        try:
+            run_owner.claim(sweep_dir, same_sweep)
+        except rundir.RunDirError as err:
+            raise run_owner.refuse(err) from None  # SystemExit: Hydra would turn others into warnings
         if record.is_file():
             earlier = len(list(sweep_dir.glob("multirun.*.yaml")))
             shutil.copy2(record, sweep_dir / f"multirun.{earlier + 1}.yaml")
             log.info("Continuing the sweep in %s: trials with a result are skipped", sweep_dir)
+
+    @override
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainlab import run_owner
+
+        run_owner.release(config.hydra.sweep.dir)
+
+    @override
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from trainlab import run_owner
+
+        output_dir = OmegaConf.select(config, "hydra.runtime.output_dir")
+        if output_dir:
+            run_owner.release(output_dir)

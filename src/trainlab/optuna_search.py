@@ -34,6 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from trainlab import rundir
+from trainlab.atomic_files import write_text_atomically
 from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class OptunaSearchBase(Sweeper):
         space = self.distributions()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / rundir.SWEEP_CONFIG)
+        write_text_atomically(sweep_dir / rundir.SWEEP_CONFIG, OmegaConf.to_yaml(self.config))
         study, storage, url = self.study(sweep_dir)
         log.info("Optuna study %r in %s: %d of %d trials there", self.study_name, url,
                  counted(study), self.n_trials)
@@ -211,8 +212,9 @@ def write_best(study, sweep_dir: Path) -> None:
     except ValueError:  # no completed trial
         log.warning("No trial of the study completed")
         return
-    OmegaConf.save(OmegaConf.create({"name": "optuna", "best_trial": best.number, "best_value": best.value,
-                                     "best_params": best.params}), sweep_dir / BEST_FILE)
+    best_record = {"name": "optuna", "best_trial": best.number, "best_value": best.value,
+                   "best_params": best.params}
+    write_text_atomically(sweep_dir / BEST_FILE, OmegaConf.to_yaml(OmegaConf.create(best_record)))
     log.info("Best trial %d: %s = %s with %s", best.number, study.direction.name.lower(), best.value,
              best.params)
 

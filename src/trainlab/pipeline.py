@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,11 @@ from trainlab.callbacks.preemption import PreemptionCheckpoint
 from trainlab.callbacks.run_clock import RunClock
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
-from trainlab.ddp import launch_rank
 from trainlab.errors import ConfigError
 from trainlab.evaluation import load_weights
 from trainlab.provenance import provenance
 from trainlab.results import add_gaps, flat_metrics, write_results
+from trainlab.run_owner import launch_rank
 from trainlab.run_pictures import write_run_pictures
 from trainlab.runtime import intra_op_threads, nvml_check, settings_line
 from trainlab.validate import validate
@@ -89,12 +90,21 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     return datamodule, model, trainer
 
 
-def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer,
-                 ckpt_path: str | None) -> dict[str, Any]:
-    """Train (resuming from ``ckpt_path``), test, and return the flat results."""
+def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer, ckpt_path: str | None,
+                 trained: dict[str, Any] | None = None,
+                 before_test: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train (resuming from ``ckpt_path``), test, and return the flat results.
+
+    Args:
+        trained: the training's metrics recorded by an earlier attempt that was stopped while
+            testing (its fit has nothing left to do, so it logs none of its own).
+        before_test: called with the training's results before the test starts.
+    """
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    results = flat_metrics(trainer.callback_metrics)
+    results = {**(trained or {}), **flat_metrics(trainer.callback_metrics)}
     if cfg.test and not trainer.interrupted:
+        if before_test is not None:
+            before_test(results)
         # the checkpoint with the best monitored value; without a monitor there is no best: the
         # weights the run ended with (with weight_averaging, the average) are the ones tested
         callback = trainer.checkpoint_callback
@@ -130,13 +140,13 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
     origin = provenance()
     base = {"seed": cfg.seed, "tag": cfg.get("tag"), "run_dir": str(output_dir), **process, **origin}
     ckpt_path = None
+    trained: dict[str, Any] = {}
     # DDP children and SLURM tasks > 0 run this job too, in the same dir: only rank 0 checks
     # that the dir is fresh (the others would find rank 0's files), prints and records failures.
     rank_zero = launch_rank() == 0
     try:  # a trial of another sweep in this dir stops the sweep: its results must stay as they are
         earlier = earlier_trial(cfg, output_dir, multirun)
     except ConfigError as err:
-        log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     try:
         if earlier == rundir.SKIP:
@@ -147,7 +157,9 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
             # a requeued job or continued sweep repeats its first command: only an explicit
             # resume brings changes
             cfg = rundir.resumed_config(output_dir, hydra_cfg.overrides.task if cfg.resume else ())
+            base.update(seed=cfg.seed, tag=cfg.get("tag"))  # the run's own, not the command's
             ckpt_path = str(output_dir / rundir.LAST)
+            trained = rundir.trained_metrics(output_dir)
             log.info("Resuming %s from %s", output_dir, ckpt_path)
         elif rank_zero:
             rundir.guard_fresh(output_dir)
@@ -173,10 +185,14 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
                 # a bug in a constructor: its own exception and traceback, not Hydra's one-line wrapper
                 raise caught.__cause__ from None
             raise
-        log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
+    def record_trained(results: dict[str, Any]) -> None:  # a kill while testing keeps these
+        if trainer.is_global_zero:
+            write_results(output_dir / rundir.RESULTS, {**base, **results, "status": rundir.TESTING,
+                                                        "wall_s": wall_s(trainer, start)})
+
     try:
-        results = fit_and_test(cfg, datamodule, model, trainer, ckpt_path)
+        results = fit_and_test(cfg, datamodule, model, trainer, ckpt_path, trained, record_trained)
     except SIGTERMException:
         stopped_by = next((c.signal_name for c in trainer.callbacks
                            if isinstance(c, PreemptionCheckpoint) and c.signal_name), "SIGTERM")
@@ -196,13 +212,32 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
             raise
         log.error("Trial failed: %s\n%s", err, traceback.format_exc())
         results = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    failure = run_failure(results, getattr(model, "divergence", None))
+    if failure and results.get("status") == "ok":
+        results["status"] = "failed"
+    if failure:
+        results["error"] = failure
     results = {**base, **results, "wall_s": wall_s(trainer, start)}
     if trainer.is_global_zero:
         write_results(output_dir / rundir.RESULTS, results)
         log.info("Results: %s", output_dir / rundir.RESULTS)
         tracking.log_results(trainer.loggers, results)
         tracking.log_pictures(trainer.loggers, output_dir)
+    if failure and not multirun:  # a sweep records it and goes on (its report counts them)
+        raise SystemExit(f"error: {failure} (results: {output_dir / rundir.RESULTS})")
     return optimized_value(cfg, results)
+
+
+def run_failure(results: dict[str, Any], divergence: str | None) -> str | None:
+    """Why a run that ended without an exception failed all the same, or None: its loss turned
+    non-finite (``divergence`` says where and the likely cause), or it took no optimizer step."""
+    if results.get("status") == "diverged":
+        return divergence or "the training loss turned non-finite"
+    if results.get("status") == "ok" and not results.get("global_step"):
+        return ("the run took no optimizer step: the training loader gave no batch (check "
+                "trainer.limit_train_batches, trainer.max_steps, and that data.batch_size fits the "
+                "training split)")
+    return None
 
 
 def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:

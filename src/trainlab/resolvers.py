@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from trainlab import rundir, slurm_check
+from trainlab import run_owner, rundir, slurm_check
 from trainlab.errors import ConfigError
 
 # trainer.accelerator values that ask SLURM for GPUs (Lightning's names for CUDA devices)
@@ -19,7 +21,12 @@ def run_dir(resume: str | None, new_dir: str) -> str:
 
     Raises at composition time, before any directory is created, when ``resume`` is not a run.
     """
-    return new_dir if resume is None else str(rundir.check_resumable(resume))
+    if resume is None:
+        return new_dir
+    try:
+        return str(rundir.check_resumable(resume))
+    except ConfigError as err:  # one line, not Hydra's wrapped resolver error
+        raise run_owner.refuse(err) from None
 
 
 def config_subdir(resume: str | None, output_dir: str | None = None) -> str:
@@ -30,6 +37,44 @@ def config_subdir(resume: str | None, output_dir: str | None = None) -> str:
     if resume is None and rundir.slurm_restarts() == 0 and not earlier:
         return rundir.CONFIG.parent.name
     return rundir.RESUME_CONFIG_DIR
+
+
+def claimed_config_subdir(resume: str | None, output_dir: str | None = None) -> str | None:
+    """``hydra.output_subdir`` of a job, resolved by Hydra just before it saves the job's config:
+    the job's dir is claimed and checked first (:mod:`trainlab.run_owner`,
+    :func:`trainlab.rundir.check_job_dir`), so a refused job writes nothing into it.
+
+    Returns :func:`config_subdir`; None (no ``.hydra/`` at all) for a rank > 0 of a job whose
+    rank 0 owns the dir. Outside a job (``output_dir`` unset: the launcher, ``--cfg``) it only
+    answers. A refused job stops with one line (``SystemExit``, which no resolver or Hydra
+    wrapper rewrites); a resume with nothing to do stops with exit code 0.
+    """
+    if output_dir is None:
+        return config_subdir(resume)
+    if run_owner.follows_an_owner():
+        return None
+    run = Path(output_dir)
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    multirun = hydra is not None and hydra.mode == RunMode.MULTIRUN
+    overrides = [str(o) for o in hydra.overrides.task] if hydra is not None else []
+    subdir = config_subdir(resume, output_dir)  # read before the owner file exists
+
+    def check() -> None:
+        message = rundir.check_job_dir(run, resume, multirun, overrides)
+        if message:
+            raise _NothingToDo(message)
+
+    try:
+        run_owner.claim(run, check)
+    except ConfigError as err:
+        raise run_owner.refuse(err) from None
+    except _NothingToDo as done:
+        raise run_owner.finish_early(str(done)) from None
+    return subdir
+
+
+class _NothingToDo(Exception):
+    """A resumed run that has ended: stop before claiming, with this message."""
 
 
 def _device_count(devices: object) -> int | None:
@@ -83,7 +128,7 @@ def register() -> None:
     """Register every trainlab resolver (idempotent)."""
     from trainlab import gpu_slots  # light: no torch at import
 
-    for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", config_subdir),
+    for name, fn in (("trainlab_run_dir", run_dir), ("trainlab_config_subdir", claimed_config_subdir),
                      ("trainlab_log_suffix", rundir.log_suffix),
                      ("trainlab_tasks_per_node", tasks_per_node),
                      ("trainlab_gpus_per_node", gpus_per_node),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from trainlab.atomic_files import write_text_atomically
 
 STATUSES = ("ok", "diverged", "failed", "interrupted")
 
@@ -49,11 +50,9 @@ def add_gaps(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
-    """Write ``results`` as sorted JSON atomically (temp file + rename); NaN/inf become null."""
+    """Write ``results`` as sorted JSON atomically (:mod:`trainlab.atomic_files`); NaN/inf become null."""
     path = Path(path)
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
              for k, v in results.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(clean, indent=2, sort_keys=True) + "\n"
+    return write_text_atomically(path, text)

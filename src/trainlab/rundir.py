@@ -59,6 +59,8 @@ def guard_fresh(run_dir: Path) -> None:
                           "continue it")
 
 
+# results.json while a run that has trained is testing: a resume tests it, keeping these metrics
+TESTING = "testing"
 # what a multirun run again into the same sweep dir does with a trial already there
 NEW, SKIP, RESUME, RERUN = "new", "skip", "resume", "rerun"
 FAILED_RESULTS = "results.failed.json"  # a failed trial's record, kept when it is run again
@@ -70,7 +72,8 @@ def earlier_trial(run_dir: Path, overrides: Sequence[str], retry_failed: bool) -
 
     :data:`SKIP` a trial whose ``results.json`` holds a result (``ok``, ``diverged``,
     ``pruned``), and a ``failed`` one unless ``retry_failed``; :data:`RESUME` an interrupted or
-    killed one from ``checkpoints/last.ckpt`` (a retried failure too, where it has one);
+    killed one from ``checkpoints/last.ckpt`` (one stopped while testing, and a retried failure
+    too, where it has one);
     :data:`RERUN` a retried failure without a checkpoint; :data:`NEW` where no trial ran yet.
 
     Raises:
@@ -88,9 +91,22 @@ def earlier_trial(run_dir: Path, overrides: Sequence[str], retry_failed: bool) -
     status = read_results(run_dir).get("status") if (run_dir / RESULTS).is_file() else "interrupted"
     if status == "failed" and not retry_failed:
         return SKIP
-    if status in ("interrupted", "failed"):
+    if status in ("interrupted", "failed", TESTING):
         return RESUME if has_last else RERUN
     return SKIP
+
+
+def check_same_sweep(sweep_dir: Path, overrides: Sequence[str]) -> None:
+    """Refuse a sweep into ``sweep_dir`` whose overrides differ from those of the sweep its
+    ``multirun.yaml`` records (but for how a sweep is continued)."""
+    saved = OmegaConf.select(OmegaConf.load(sweep_dir / SWEEP_CONFIG), "hydra.overrides.task")
+    saved, overrides = _trial_overrides([str(o) for o in saved or []]), _trial_overrides(overrides)
+    if saved != overrides:
+        there = [o for o in saved if o not in overrides]
+        here = [o for o in overrides if o not in saved]
+        raise RunDirError(f"{sweep_dir} holds another sweep (its overrides {there}, this one's {here}); "
+                          "nothing was changed. Continue a sweep with the command that started it, or "
+                          "choose a new hydra.sweep.dir")
 
 
 def _trial_overrides(overrides: Sequence[str]) -> list[str]:
@@ -172,6 +188,47 @@ def resumed_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
+# a run whose results.json says one of these has ended: a resume without a longer horizon has nothing to do
+ENDED = ("ok", "diverged", "pruned")
+
+
+def check_job_dir(run_dir: Path, resume: str | None, multirun: bool, overrides: Sequence[str]
+                  ) -> str | None:
+    """Check what a job may do in ``run_dir`` before anything is written into it.
+
+    A resume keeps the saved config (:func:`resumed_config` refuses other changes); a trial of a
+    sweep run again must belong to that sweep (:func:`earlier_trial`); a new run needs a dir
+    without a run (:func:`guard_fresh`), unless SLURM requeued it.
+
+    Returns:
+        For a resume of a run that has ended, without a longer horizon: the message saying there
+        is nothing to do (its files stay byte for byte). Else None.
+
+    Raises:
+        RunDirError: the job may not run in ``run_dir``, saying why.
+    """
+    if resume is not None:
+        if Path(resume).resolve() != run_dir.resolve():
+            raise RunDirError(f"resume={resume} continues that run in its own dir, but hydra.run.dir="
+                              f"{run_dir} names another; drop hydra.run.dir")
+        cfg = resumed_config(run_dir, overrides)
+        if not (run_dir / RESULTS).is_file():
+            return None
+        status = read_results(run_dir).get("status")
+        saved = saved_config(run_dir)
+        longer = any(OmegaConf.select(cfg, key) != OmegaConf.select(saved, key) for key in EXTENDABLE)
+        if status in ENDED and not longer:
+            return (f"{run_dir} has ended (status {status}); nothing to do, and nothing in it was "
+                    f"changed. To train it longer, raise {' or '.join(EXTENDABLE)} on the resume "
+                    f"command (now {', '.join(str(OmegaConf.select(saved, k)) for k in EXTENDABLE)})")
+        return None
+    if multirun:
+        earlier_trial(run_dir, overrides, retry_failed=False)
+    elif not requeued(run_dir):
+        guard_fresh(run_dir)
+    return None
+
+
 def _not_below(value: int, saved: object) -> bool:
     """Whether a new step or epoch limit is at least the saved one (-1 means no limit)."""
     if value == -1:
@@ -219,8 +276,37 @@ def trial_dirs(sweep_dir: str | Path) -> list[Path]:
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``results.json``."""
-    return json.loads((Path(run_dir) / RESULTS).read_text())
+    """The run's ``results.json``.
+
+    Raises:
+        RunDirError: the file is not a JSON object (cut short, edited by hand), naming it and
+            how to go on.
+    """
+    path = Path(run_dir) / RESULTS
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        results = err
+    if not isinstance(results, dict):
+        why = f"not valid JSON ({results})" if isinstance(results, Exception) else "not a JSON object"
+        raise RunDirError(f"{path} is {why}; nothing was changed. Move it away to continue that run "
+                          f"from its {LAST} (or to run it again where it has none), or restore it")
+    return results
+
+
+def trained_metrics(run_dir: Path) -> dict[str, Any]:
+    """The training's metrics of a run stopped while testing (``results.json`` with status
+    :data:`TESTING`); empty for any other run."""
+    if not (run_dir / RESULTS).is_file():
+        return {}
+    results = read_results(run_dir)
+    if results.get("status") != TESTING:
+        return {}
+    return {k: v for k, v in results.items() if "/" in k and not k.startswith(NOT_CARRIED)}
+
+
+# keys of results.json that describe an attempt, not the training (trainlab.provenance, runtime)
+NOT_CARRIED = ("provenance/", "process/")
 
 
 def metrics_files(run_dir: str | Path) -> list[Path]:

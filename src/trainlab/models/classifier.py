@@ -120,6 +120,7 @@ class Classifier(pl.LightningModule):
         self._step_values: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's loss, acc
         self._next_bar_log = 0.0  # monotonic() from which a Rich bar's redraw wants them
         self.status = "ok"
+        self.divergence: str | None = None  # where the loss turned non-finite, and the likely cause
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +162,7 @@ class Classifier(pl.LightningModule):
         if not torch.isfinite(total.detach()).item():
             # Skip the step so the weights (and the next checkpoint) stay the last good ones.
             self.status = "diverged"
+            self.divergence = self._divergence(x, batch_idx)
             self.trainer.should_stop = True
             return None
         hard = y.argmax(dim=1) if y.ndim == 2 else y  # mixup/cutmix give soft labels
@@ -175,6 +177,15 @@ class Classifier(pl.LightningModule):
         if bar is not None and bar.is_enabled and not isinstance(bar, RichProgressBar):
             self._log_step_values()
         return total
+
+    def _divergence(self, x: torch.Tensor, batch_idx: int) -> str:
+        """Where the training loss turned non-finite, and its likely cause."""
+        where = f"at step {self.trainer.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            return f"the training inputs hold NaN or inf {where}: check the training split's data"
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        return (f"the training loss turned non-finite {where} at learning rate {lr:.3g}: lower "
+                "model.optimizer.lr, or clip gradients (grad_clip=norm)")
 
     def _log_step_values(self) -> None:
         loss, acc = self._step_values
