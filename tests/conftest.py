@@ -43,8 +43,14 @@ from trainlab.compose import compose_config
 from trainlab.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
+# the user's own runs and MLflow store (conf/paths/default.yaml): no test writes there
+OUTPUTS = ROOT / "outputs"
 # unpacked dataset copies (trainlab.data.idx) go to a temporary dir, not the user's ~/.cache
 os.environ.setdefault("TRAINLAB_CACHE", tempfile.mkdtemp(prefix="trainlab-test-cache-"))
+# nor do W&B's debug logs (~/.cache/wandb/logs) or MLflow's telemetry id (~/.config/mlflow);
+# the processes the tests start inherit these
+os.environ.setdefault("WANDB_CACHE_DIR", os.path.join(os.environ["TRAINLAB_CACHE"], "wandb"))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 TIERS = ("unit", "integration")
@@ -133,11 +139,40 @@ def _tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
                             refuse(pl.Trainer.__init__, "constructs a Trainer", "integration"))
 
 
+def outputs_listing(folder: Path = OUTPUTS, depth: int = 2) -> dict[str, int]:
+    """``{path: mtime_ns}`` of what ``folder`` holds, ``depth`` levels down: a folder's mtime
+    changes when an entry is added to it, so a new run dir (``runs/<new>``), a new file in one
+    (``runs/<run>/<new>``) and a write into ``mlflow/mlflow.db`` all show, without walking every
+    checkpoint of the user's runs."""
+    listing = {}
+    if depth and folder.is_dir():
+        for entry in os.scandir(folder):
+            listing[os.path.relpath(entry.path, OUTPUTS)] = entry.stat(follow_symlinks=False).st_mtime_ns
+            if entry.is_dir(follow_symlinks=False):
+                listing |= outputs_listing(Path(entry.path), depth - 1)
+    return listing
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outputs_untouched():
+    """Fail the session when a test wrote under the repository's ``outputs/`` (the user's own
+    runs and MLflow store): a test writes under its ``tmp_path``."""
+    before = outputs_listing()
+    yield
+    after = outputs_listing()
+    changed = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+    if changed:
+        pytest.fail(f"tests wrote under {OUTPUTS} (new or changed: {', '.join(changed)}); point "
+                    "hydra.run.dir, hydra.sweep.dir or paths.log_dir at tmp_path (or another "
+                    "process wrote there during the session)", pytrace=False)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
-    """``make(*overrides)`` -> composed config writing into a fresh tmp dir."""
+    """``make(*overrides)`` -> composed config writing into a fresh tmp dir (its run dir, and
+    ``paths.log_dir``, where ``logger=mlflow`` keeps its store, unless ``overrides`` set it)."""
     def make(*overrides: str) -> DictConfig:
-        return compose_cfg(list(overrides), tmp_path)
+        return compose_cfg([f"paths.log_dir={tmp_path / 'outputs'}", *overrides], tmp_path)
     yield make
     GlobalHydra.instance().clear()
 

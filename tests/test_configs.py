@@ -194,3 +194,17 @@ def test_help_and_cfg_job_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert "optimizer:" in out.stdout and out.stdout.strip().endswith("NO_TORCH"), out.stderr
+
+
+EXAMPLES_CONF = f"hydra.searchpath=[file://{ROOT / 'examples' / 'conf'}]"
+KEY_CASES = [f"{'+' if g == 'scaler' else ''}{g}={o}" for g, o in CASES] + \
+    [f"+experiment={e}" for e in experiments()] + [f"hparams_search={o}" for o in options("hparams_search")]
+
+
+@pytest.mark.parametrize("override", [*KEY_CASES, f"+experiment=resnet_width {EXAMPLES_CONF}"])
+def test_every_option_and_experiment_sets_only_known_top_level_keys(override, cfg_factory):
+    """The top-level keys an experiment, a search or a group option adds (gpu_pack, ...) are
+    known to validation, from conf/ and from a user's config folder (hydra.searchpath)."""
+    from trainlab.validate import check_top_level_keys
+
+    check_top_level_keys(cfg_factory(*override.split(" ")))

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf, open_dict
 from trainlab import ddp
 from trainlab.evaluation import load_weights
 
-RUN_FILES = {".hydra", "checkpoints", "csv", "results.json", "train.log", "curves.png", "confusion.png"}
+RUN_FILES = {".hydra", ".owner", "checkpoints", "csv", "results.json", "train.log", "curves.png",
+             "confusion.png"}
 DIGITS_TRAIN = 1797 - 450 - 200  # digits minus its 25% test split minus val_size
 WORLD = 2
 

@@ -93,8 +93,10 @@ def test_the_page_has_commands_for_both_entry_points_of_every_recipe():
 @pytest.mark.e2e
 @pytest.mark.parametrize("command", doc_commands())
 def test_a_command_of_the_page_runs_as_written(command, tmp_path):
-    """Run from the repository root; only the output folders are moved to a temporary dir."""
-    args = [a.replace("outputs/my_digits", str(ROOT / "outputs" / "my_digits")) for a in shlex.split(command)]
+    """Run from the repository root; only the output folders (and the exported digits) are moved
+    to a temporary dir."""
+    exported = tmp_path / "my_digits"
+    args = [a.replace("outputs/my_digits", str(exported)) for a in shlex.split(command)]
     out = tmp_path / "out"
     if args[0] == "python":
         args[0] = sys.executable
@@ -104,14 +106,14 @@ def test_a_command_of_the_page_runs_as_written(command, tmp_path):
         args = [str(BIN / "trainlab-cli"), *args[1:], f"--trainer.default_root_dir={out}",
                 "--trainer.enable_progress_bar=false"]
     if "image_" in command or "ImageFolder" in command:  # recipe 2 reads what export_digits wrote
-        subprocess.run([sys.executable, "examples/export_digits.py", str(ROOT / "outputs" / "my_digits")],
+        subprocess.run([sys.executable, "examples/export_digits.py", str(exported)],
                        cwd=ROOT, check=True, timeout=120)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     env.pop("PYTHONPATH", None)  # user code is found from the working directory alone
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     if "export_digits" in command:
-        assert len(list((ROOT / "outputs" / "my_digits" / "train").glob("*/*.png"))) == 1347
+        assert len(list((exported / "train").glob("*/*.png"))) == 1347
         return
     if args[0].endswith("trainlab-cli"):
         rows = read_metrics(out / "version_0")

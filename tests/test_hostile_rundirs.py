@@ -305,3 +305,36 @@ def test_a_run_killed_while_testing_resumes_to_the_results_of_an_uninterrupted_t
     def same(results: dict) -> dict:
         return {k: v for k, v in results.items() if k not in ("wall_s", "run_dir")}
     assert same(b) == same(a)
+
+
+@pytest.mark.e2e
+def test_a_corrupt_results_json_in_a_continued_sweep_is_named_with_how_to_go_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ("-m", "data=digits", "net=mlp", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+            "seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert run_cli(*args).returncode == 0
+    (sweep / "0" / rundir.RESULTS).write_text('{"status": "ok", "test/acc": 0.9')  # cut short
+    before = snapshot(sweep)
+    proc = run_cli(*args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{sweep / '0' / rundir.RESULTS} is not valid JSON" in proc.stderr
+    assert "Move it away to continue that run from its checkpoints/last.ckpt" in proc.stderr
+    assert snapshot(sweep) == before
+    (sweep / "0" / rundir.RESULTS).unlink()  # as the message says: the trial continues from last.ckpt
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((sweep / "0" / rundir.RESULTS).read_text())["status"] == "ok"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("resume, says", [
+    ("{tmp}/nope", "resume='{tmp}/nope': not a trainlab run directory"),
+    ("{tmp}", "resume='{tmp}': not a trainlab run directory"),
+])
+def test_a_resume_of_no_run_is_one_line_naming_the_value(tmp_path, resume, says):
+    proc = run_cli(f"resume={resume.format(tmp=tmp_path)}")
+    assert proc.returncode == 1
+    line = (f"error: {says.format(tmp=tmp_path)} (no .hydra/config.yaml); pass the directory of an "
+            "earlier run, e.g. resume=outputs/runs/<date>_<time>")
+    assert proc.stderr.strip().splitlines() == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

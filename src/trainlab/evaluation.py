@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.data import ImageDataModule
 from trainlab.data.sources import read_image_file
-from trainlab.errors import RunDirError
+from trainlab.errors import ConfigError
 from trainlab.results import flat_metrics, write_results
 from trainlab.rundir import run_of_checkpoint, saved_config
 from trainlab.runtime import nvml_check
@@ -32,10 +32,12 @@ log = logging.getLogger(__name__)
 
 EVAL_JSON = "eval.json"
 PREDICTIONS = "predictions.csv"
+MAX_DIFFERENCES = 3  # keys a foreign checkpoint's message names: enough to see which net it fits
 
 
 class EvalError(RuntimeError):
-    """The evaluation cannot start: nothing to do, bad inputs, or a checkpoint without weights."""
+    """The evaluation cannot start: nothing to do, or bad inputs to predict (a checkpoint that
+    does not fit the run is a :class:`ConfigError`, see :func:`check_checkpoint`)."""
 
 
 def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str],
@@ -60,13 +62,68 @@ def run_config(run_dir: Path, trainer_overrides: DictConfig, overrides: list[str
     return cfg
 
 
+def check_checkpoint(ckpt_path: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """The checkpoint at ``ckpt_path`` (tensors only unpickled), once it is known to be a
+    Lightning checkpoint whose weights fit ``model``: the same keys, each of the same shape.
+
+    Raises:
+        ConfigError: one line naming the file and what is wrong: not a checkpoint torch can
+            read (a text file, a truncated copy), no ``state_dict``, or the first few keys that
+            one side lacks or whose shapes differ (a checkpoint of another net or dataset).
+    """
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and EOF errors of torch.load: the file is not one
+        line = str(err).splitlines()[0].split(". ")[0][:120] if str(err) else ""  # its first sentence
+        reason = f"{type(err).__name__}: {line}" if line else type(err).__name__
+        raise ConfigError(f"{ckpt_path} is not a checkpoint torch can read ({reason}); pass a "
+                          "<run>/checkpoints/*.ckpt file that training wrote") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ConfigError(f"{ckpt_path} is not a Lightning checkpoint (no state_dict); pass a "
+                          "<run>/checkpoints/*.ckpt file that training wrote")
+    saved, wanted = checkpoint["state_dict"], model.state_dict()
+    shown_saved, shown_wanted = _distinct(saved), _distinct(wanted)
+
+    def shape(value: Any) -> tuple[int, ...] | str:
+        return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+    differences = [f"{key}: checkpoint {shape(saved[key])} vs model {shape(wanted[key])}"
+                   for key in shown_wanted if key in saved and shape(saved[key]) != shape(wanted[key])]
+    differences += [f"{key}: in the model, not in the checkpoint"
+                    for key in shown_wanted if key not in saved]
+    differences += [f"{key}: in the checkpoint, not in the model"
+                    for key in shown_saved if key not in wanted]
+    if differences:
+        shown = "; ".join(differences[:MAX_DIFFERENCES])
+        more = f" (and {len(differences) - MAX_DIFFERENCES} more)" \
+            if len(differences) > MAX_DIFFERENCES else ""
+        raise ConfigError(f"{ckpt_path} holds weights of another net or dataset: {shown}{more}")
+    return checkpoint
+
+
+def _distinct(state: dict[str, torch.Tensor]) -> list[str]:
+    """The keys of a state dict but those naming a tensor an earlier key names (the Classifier
+    registers its net twice, as ``net`` and ``forward_fn``): each difference is reported once."""
+    first: set[tuple[int, tuple[int, ...]]] = set()
+    keys = []
+    for key, value in state.items():
+        alias = (value.data_ptr(), tuple(value.shape)) if isinstance(value, torch.Tensor) and \
+            value.numel() else None
+        if alias is None or alias not in first:
+            keys.append(key)
+            first.add(alias)
+    return keys
+
+
 def load_weights(model: pl.LightningModule, datamodule: pl.LightningDataModule,
                  ckpt_path: Path) -> None:
     """Load a checkpoint's weights into ``model`` (in the checkpoint's dtype) and its
-    normalization statistics into ``datamodule``, unpickling nothing but tensors."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if "state_dict" not in checkpoint:
-        raise EvalError(f"ckpt_path={ckpt_path} is not a Lightning checkpoint (no state_dict)")
+    normalization statistics into ``datamodule``, unpickling nothing but tensors.
+
+    Raises:
+        ConfigError: the file is not a checkpoint of this model (:func:`check_checkpoint`).
+    """
+    checkpoint = check_checkpoint(ckpt_path, model)
     state = checkpoint["state_dict"]
     dtype = next((t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
     model.to(dtype)
@@ -170,7 +227,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
                 raise EvalError(f"predict_path needs an image run; {run_dir} trained "
                                 f"{type(datamodule).__name__}")
             images, names = read_inputs(Path(cfg.predict_path), datamodule.input_shape)
-    except (EvalError, RunDirError) as err:
+    except (EvalError, ConfigError) as err:  # RunDirError and check_checkpoint's are ConfigErrors
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     results: dict[str, Any] = {"ckpt_path": str(ckpt_path.resolve()), "run_dir": str(run_dir)}

@@ -158,11 +158,12 @@ class SlurmPreflight(Callback):
 class ClaimSweepDir(Callback):
     """One owner per sweep dir (:mod:`trainlab.run_owner`), claimed before the launcher writes
     into it. A sweep run again into its own dir (to continue it) must be the same sweep: the
-    same overrides but for how it is continued (``retry_failed``); another is refused with the
-    dir as it was. The earlier ``multirun.yaml`` is kept as ``multirun.<k>.yaml`` before Hydra
-    writes this invocation's. Each job's own dir is claimed as Hydra resolves its
-    ``hydra.output_subdir`` (:func:`trainlab.resolvers.claimed_config_subdir`) and given up here
-    when the job ends, so the next job of a launcher process can take its own."""
+    same overrides but for how it is continued (``retry_failed``), with every trial's
+    ``results.json`` readable; else it is refused with the dir as it was. The earlier
+    ``multirun.yaml`` is kept as ``multirun.<k>.yaml`` before Hydra writes this invocation's.
+    Each job's own dir is claimed as Hydra resolves its ``hydra.output_subdir``
+    (:func:`trainlab.resolvers.claimed_config_subdir`) and given up here when the job ends, so
+    the next job of a launcher process can take its own."""
 
     @override
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -172,9 +173,12 @@ class ClaimSweepDir(Callback):
         record = sweep_dir / rundir.SWEEP_CONFIG
         overrides = [str(o) for o in config.hydra.overrides.task]
 
-        def same_sweep() -> None:
+        def same_sweep() -> None:  # and every trial's record readable, before anything is written
             if record.is_file():
                 rundir.check_same_sweep(sweep_dir, overrides)
+            for trial in rundir.trial_dirs(sweep_dir):
+                if (trial / rundir.RESULTS).is_file():
+                    rundir.read_results(trial)
 
         try:
             run_owner.claim(sweep_dir, same_sweep)

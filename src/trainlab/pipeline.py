@@ -27,7 +27,7 @@ from trainlab.callbacks.run_clock import RunClock
 from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.errors import ConfigError
-from trainlab.evaluation import load_weights
+from trainlab.evaluation import check_checkpoint, load_weights
 from trainlab.provenance import provenance
 from trainlab.results import add_gaps, flat_metrics, write_results
 from trainlab.run_owner import launch_rank
@@ -170,6 +170,8 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
         datamodule, model, trainer = build(cfg)
         tracking.log_config(cfg, trainer.loggers)  # before training: a crashed run has its config
         datamodule.setup("fit")  # read the data now: a missing or corrupt file stops us here
+        if ckpt_path is not None:  # not a checkpoint, or another net's: one line, not a traceback
+            check_checkpoint(Path(ckpt_path), model)
         if rank_zero:
             summary(model.net, cfg.data.input_shape)
     except Exception as caught:

@@ -9,13 +9,17 @@
         checkpoints/last.ckpt    resume and SLURM requeue continue from it (and best-*.ckpt)
         csv/version_N/metrics.csv  one per attempt: the first run, then each resume or requeue
         .hydra/provenance.json   git commit, library versions, device (trainlab.provenance)
-        results.json             flat metrics, status and error, written last and atomically
+        results.json             flat metrics, status and error, written atomically: "testing"
+                                 with the training's metrics before the test, then the result
+        .owner                   locked by the process working in the dir (trainlab.run_owner)
         curves.png, confusion.png  pictures of the run (trainlab.run_pictures)
         trackers.json            the MLflow / W&B run ids a resume continues (trainlab.tracking)
 
-A sweep dir (``hydra.sweep.dir``) holds ``multirun.yaml`` and one run dir per trial. A new run
-never writes into a dir that already holds one; resume and requeue continue one in place; eval
-reads one and writes into its own dir. Nothing here loads torch.
+A sweep dir (``hydra.sweep.dir``) holds ``multirun.yaml``, its own ``.owner`` and one run dir
+per trial. A dir has one owner at a time; a new run never writes into a dir that already holds
+one; resume and requeue continue one in place; eval reads one and writes into its own dir.
+Every check of a job's dir is made before Hydra writes into it (:func:`check_job_dir`). Nothing
+here loads torch.
 """
 
 from __future__ import annotations

@@ -5,24 +5,39 @@ Each problem stops the run with one message that names the key as a user types i
 value and what is allowed. A key that is not a parameter of its ``_target_`` is refused by
 name (unless the target takes ``**kwargs``, which then answers for it), so a mistyped or moved
 key never goes unnoticed; a value of the wrong type for an annotated parameter is refused
-before it can reach a comparison that would fail without naming it.
+before it can reach a comparison that would fail without naming it. A top-level key that no
+config file defines (``+seeed=7``) is refused the same way, with the closest known key.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.resources
 import inspect
+import itertools
+import re
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning import Trainer
 
+from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError
 
-PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
-              "transformer-engine")
+# the primary config whose keys, and whose groups' keys, are the top-level keys of a run
+PRIMARY = "train.yaml"
+# keys of a `# @package _global_` file that are not keys of the job's config
+NOT_JOB_KEYS = {"defaults", "hydra"}
+# Hydra reads a file's package from the comment lines above its first key
+PACKAGE_HEADER = re.compile(r"#\s*@package\s+(\S+)")
 # Hydra's own keys in a node with a _target_
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 UNCHECKED = object()  # the verdict on an annotation this module does not check (a class, Callable...)
@@ -65,6 +80,8 @@ def accepts(annotation: Any, value: Any) -> bool | object:
     """Whether a config ``value`` fits ``annotation``; ``UNCHECKED`` where it cannot tell."""
     if annotation is inspect.Parameter.empty or annotation is Any:
         return UNCHECKED
+    if isinstance(value, DictConfig) and "_target_" in value:
+        return UNCHECKED  # an object built from its own node (trainer.plugins' entries), checked there
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -192,16 +209,123 @@ def check_object_groups(cfg: DictConfig) -> None:
                                   f"e.g. weight_averaging=ema before callbacks.weight_averaging.decay")
 
 
+def package_of(text: str, group: str) -> str:
+    """The package a config file of ``group`` fills (``""``: the root), read from its header."""
+    header = itertools.takewhile(lambda line: line.startswith("#") or not line.strip(),
+                                 text.splitlines())
+    package = next((m.group(1) for line in header if (m := PACKAGE_HEADER.match(line))),
+                   "_group_")  # Hydra's default package: the group's path
+    return package.replace("_group_", group.replace("/", ".")).removeprefix("_global_").strip(".")
+
+
+@functools.cache
+def keys_in(config_dir: Path) -> tuple[frozenset[str], dict[str, str]]:
+    """The top-level keys the primary config and the groups of one config folder define, and
+    the package each group fills (``{"optimizer": "model.optimizer", ...}``)."""
+    keys: set[str] = set()
+    packages: dict[str, str] = {}
+    for path in sorted(config_dir.rglob("*.yaml")):
+        group = path.parent.relative_to(config_dir).as_posix().removeprefix(".")
+        if group.split("/")[0] == "hydra" or (not group and path.name != PRIMARY):
+            continue  # Hydra's own node (not in the job's config); eval.yaml is another primary
+        text = path.read_text()
+        package = package_of(text, group)
+        if group:
+            packages.setdefault(group.split("/")[0], package)
+        if package:
+            keys.add(package.split(".")[0])
+            continue
+        content = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        keys |= {str(key) for key in content} - NOT_JOB_KEYS if isinstance(content, dict) else set()
+    return frozenset(keys), packages
+
+
+def config_dirs() -> list[Path]:
+    """The config folders of this job: ``conf/``, and those ``--config-dir`` and
+    ``hydra.searchpath`` add. (Structured configs are Hydra's and its plugins' own ``hydra/``.)"""
+    dirs = [Path(CONFIG_DIR)]
+    sources = HydraConfig.get().runtime.config_sources if HydraConfig.initialized() else []
+    for source in sources:
+        if source.schema == "file":
+            dirs.append(Path(source.path))
+        elif source.schema == "pkg":
+            try:
+                folder = importlib.resources.files(source.path.replace("/", "."))
+            except ModuleNotFoundError:
+                continue
+            if isinstance(folder, Path):  # a package on disk (not inside a zip)
+                dirs.append(folder)
+    return list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
+
+
+def check_top_level_keys(cfg: DictConfig) -> None:
+    """Refuse a top-level key that no config file defines: ``+seeed=7`` adds a key nothing reads
+    (Hydra refuses ``seeed=7`` itself, but ``+`` adds whatever it is given)."""
+    known: set[str] = set()
+    packages: dict[str, str] = {}
+    for config_dir in reversed(config_dirs()):  # the first folder's group wins, as in Hydra
+        keys, group_packages = keys_in(config_dir)
+        known |= keys
+        packages |= group_packages
+    for name in map(str, cfg):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            if packages.get(name):  # a group's name is not where its keys go (+optimizer.lr=...)
+                hint = (f"did you mean {packages[name]}? ({name}=NAME chooses a file of the config "
+                        f"group {name}, whose keys are under {packages[name]}) ")
+            value = _plain(OmegaConf.masked_copy(cfg, [name]))[name]  # unresolved: as typed
+            raise ConfigError(f"{name}={value!r} is not a key of the config: {hint}the top-level keys "
+                              f"are {', '.join(sorted(known))} (conf/train.yaml and its groups); "
+                              f"remove it or check its spelling")
+
+
+def literal_values(annotation: Any) -> list[Any]:
+    """The values of every ``Literal`` in an annotation (through ``Union`` and ``Optional``)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [value for arg in typing.get_args(annotation) for value in literal_values(arg)]
+
+
+@functools.cache
+def lightning_precisions() -> tuple[Any, ...]:
+    """Every ``precision`` Lightning's Trainer takes, read from its signature (a new one appears
+    here when Lightning adds it); null is Lightning's default (32-true)."""
+    return tuple(literal_values(typing.get_type_hints(Trainer.__init__)["precision"]))
+
+
+def check_steps(trainer: DictConfig) -> None:
+    """The run trains, and stops: some training batches, and an end in epochs, steps or time."""
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    _check(epochs is None or (_is_int(epochs) and (epochs >= 1 or epochs == -1)),
+           "trainer.max_epochs", epochs, "an integer >= 1 (or -1 with trainer.max_steps)")
+    _check(steps is None or (_is_int(steps) and (steps >= 1 or steps == -1)), "trainer.max_steps",
+           steps, "an integer >= 1, or -1 for no limit (0 trains no step)")
+    endless = epochs == -1 and steps in (None, -1) and not trainer.get("max_time") and \
+        not trainer.get("fast_dev_run")
+    if endless:  # Lightning's -1: train until stopped
+        raise ConfigError(f"trainer.max_epochs=-1 is not allowed with trainer.max_steps={steps!r}: "
+                          f"the run would train forever; set trainer.max_steps to an integer >= 1 "
+                          f"(or trainer.max_time), or trainer.max_epochs to an integer >= 1")
+    batches = trainer.get("limit_train_batches")
+    _check(batches is None or (_is_int(batches) and batches >= 1) or
+           (isinstance(batches, float) and 0 < batches <= 1), "trainer.limit_train_batches", batches,
+           "an integer >= 1 (batches per epoch), a fraction in (0, 1] of them, or null for all "
+           "(0 trains no batch)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value found."""
+    check_top_level_keys(cfg)
     check_object_groups(cfg)
     _check(_is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     trainer = cfg.trainer
-    epochs = trainer.get("max_epochs")
-    _check(epochs is None or (_is_int(epochs) and (epochs >= 1 or epochs == -1)),
-           "trainer.max_epochs", epochs, "an integer >= 1 (or -1 with trainer.max_steps)")
-    _check(str(trainer.get("precision")) in PRECISIONS, "trainer.precision",
-           trainer.get("precision"), f"one of {', '.join(PRECISIONS[::2])}")
+    check_steps(trainer)
+    precision, allowed = trainer.get("precision"), lightning_precisions()
+    # 16 and "16" are both Lightning's; 16.0 and True are not
+    _check(precision is None or any(type(precision) is type(a) and precision == a for a in allowed),
+           "trainer.precision", precision,
+           f"one of {', '.join(dict.fromkeys(map(str, allowed)))} or null (Lightning's Trainer)")
     for key in ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch"):
         value = trainer.get(key)
         _check(value is None or (_is_int(value) and value >= 1), f"trainer.{key}", value,

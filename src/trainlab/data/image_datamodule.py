@@ -90,8 +90,24 @@ class ImageDataModule(InMemoryDataModule):
 
     @override
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        if not self.splits:
+            self._read_splits()
+        if stage == "fit":  # only fitting steps the optimizer; a test may batch as it likes
+            self._check_training_batches()
+
+    def _check_training_batches(self) -> None:
+        """Refuse a ``batch_size`` that would give no training batch: the incomplete last
+        batch is dropped (``drop_last_train``), so fit would end at once, having trained nothing."""
+        n_train = len(self.splits["train"][0])
+        if self.drop_last_train and self.batch_size > n_train:
+            subset = f" and data.train_subset={self.train_subset}" if self.train_subset is not None else ""
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the {n_train} training "
+                              f"images left after data.val_size={self.val_size}{subset}; incomplete "
+                              "batches are dropped, so no optimizer step would run: set "
+                              f"data.batch_size <= {n_train}")
+
+    def _read_splits(self) -> None:
+        """Read the source, carve validation (and the subset) from train, fit normalization."""
         data = self.source()
         shape = tuple(data.train_x.shape[1:])
         if shape != self.input_shape:

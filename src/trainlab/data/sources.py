@@ -190,10 +190,36 @@ ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _class_labels(labels: np.ndarray, where: str) -> torch.Tensor:
+    """Labels (N,) of integers 0..K-1 (a float array of whole numbers too) as int64.
+
+    Raises:
+        DataUnavailableError: naming ``where`` and the first bad label's index and value.
+    """
+    if labels.ndim != 1:
+        raise DataUnavailableError(f"{where}: labels must be one integer per image, shape (N,), "
+                                   f"got shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        # .long() would truncate 1.5 to 1 and turn NaN into a huge negative class
+        fractional = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+        if len(fractional):
+            i = fractional[0]
+            raise DataUnavailableError(f"{where}[{i}] is {labels[i]}: labels must be integers "
+                                       f"0..K-1 ({len(fractional)} are not)")
+    elif labels.dtype.kind not in "iub":
+        raise DataUnavailableError(f"{where}: labels must be integers 0..K-1, got dtype {labels.dtype}")
+    negative = np.flatnonzero(labels < 0)
+    if len(negative):
+        i = negative[0]
+        raise DataUnavailableError(f"{where}[{i}] is {labels[i]}: labels must be integers 0..K-1 "
+                                   f"({len(negative)} are negative)")
+    return torch.as_tensor(labels).long()
+
+
 def image_arrays(path: str) -> ImageSplits:
     """Your own arrays: a NumPy ``.npz`` file holding ``x_train``, ``y_train``, ``x_test`` and
     ``y_test`` (``numpy.savez(path, x_train=..., ...)``). Images are (N, H, W), (N, H, W, C) or
-    (N, C, H, W), uint8 0..255 or float 0..1; labels are integers 0..K-1."""
+    (N, C, H, W), uint8 0..255 or float 0..1; labels are integers 0..K-1, one per image."""
     if not Path(path).is_file():
         raise DataUnavailableError(f"data.source.path={path!r}: no such .npz file")
     with np.load(path) as arrays:
@@ -201,17 +227,35 @@ def image_arrays(path: str) -> ImageSplits:
         if missing:
             raise DataUnavailableError(f"data.source.path={path!r} lacks arrays {missing} (it holds "
                                        f"{sorted(arrays.files)})")
-        return ImageSplits(_as_uint8_nchw(arrays["x_train"], "x_train"),
-                           torch.as_tensor(arrays["y_train"]).long(),
-                           _as_uint8_nchw(arrays["x_test"], "x_test"),
-                           torch.as_tensor(arrays["y_test"]).long())
+        read = {}
+        for split in ("train", "test"):
+            x = _as_uint8_nchw(arrays[f"x_{split}"], f"{path}: x_{split}")
+            y = _class_labels(arrays[f"y_{split}"], f"{path}: y_{split}")
+            if len(x) == 0:
+                raise DataUnavailableError(f"{path}: x_{split} holds no images; each split needs some")
+            if len(x) != len(y):
+                raise DataUnavailableError(f"{path}: x_{split} holds {len(x)} images but y_{split} "
+                                           f"{len(y)} labels; each image needs exactly one label")
+            read[f"{split}_x"], read[f"{split}_y"] = x, y
+        return ImageSplits(**read)
 
 
 def read_image_file(path: Path, channels: int) -> torch.Tensor:
-    """A PNG or JPEG file as uint8 (C, H, W): grayscale for ``channels`` 1, else RGB (Pillow)."""
+    """A PNG or JPEG file as uint8 (C, H, W): grayscale for ``channels`` 1, else RGB (Pillow).
+
+    Palette and RGBA images are converted by Pillow (alpha is dropped, as torchvision's
+    ``ImageFolder`` does); 16-bit grayscale is scaled from 0..65535 to 0..255.
+    """
     from PIL import Image
 
     with Image.open(path) as image:
+        if image.mode.startswith("I"):  # "I;16*" or "I": Pillow's convert("L") clips at 255
+            values = np.asarray(image).astype(np.int64)
+            if values.size and (values.min() < 0 or values.max() > 65535):
+                raise DataUnavailableError(f"{path}: pixel values must lie in 0..65535 (16-bit), "
+                                           f"got {values.min()}..{values.max()}")
+            # round(v * 255 / 65535) in integers: 65535 -> 255, 257 -> 1
+            image = Image.fromarray(((values * 255 + 65535 // 2) // 65535).astype(np.uint8), "L")
         pixels = torch.from_numpy(np.asarray(image.convert("L" if channels == 1 else "RGB")).copy())
     return pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1).contiguous()
 
@@ -227,16 +271,18 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 def _read_folder(split_dir: Path, classes: list[str], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for label, name in enumerate(classes):
-        for file in sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+        files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:  # class k is the k-th folder: an empty one is a class without examples
+            raise DataUnavailableError(f"{split_dir / name} (class {label}) holds no "
+                                       f"{'/'.join(IMAGE_SUFFIXES)} images: every class folder "
+                                       "needs at least one; remove the folder or fill it")
+        for file in files:
             image = read_image_file(file, channels)
             if images and image.shape != images[0].shape:
                 raise DataUnavailableError(f"{file} is {list(image.shape)} (C, H, W) but the first image "
                                            f"is {list(images[0].shape)}: resize them to one size")
             images.append(image)
             labels.append(label)
-    if not images:
-        raise DataUnavailableError(f"{split_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images in its "
-                                   "class folders")
     return torch.stack(images), torch.tensor(labels)
 
 
@@ -255,6 +301,9 @@ def image_folder(root: str, channels: int = 3) -> ImageSplits:
     test_classes = sorted(d.name for d in dirs["test"].iterdir() if d.is_dir())
     if test_classes != classes:
         raise DataUnavailableError(f"{root}: test/ has class folders {test_classes}, train/ has {classes}")
+    if len(classes) < 2:
+        raise DataUnavailableError(f"{dirs['train']} has {len(classes)} class folder(s) {classes}: a "
+                                   "classifier needs at least 2, one folder of images per class")
     train_x, train_y = _read_folder(dirs["train"], classes, channels)
     test_x, test_y = _read_folder(dirs["test"], classes, channels)
     log.info("Read %d + %d images of classes %s from %s", len(train_x), len(test_x), classes, root)

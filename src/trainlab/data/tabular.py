@@ -4,6 +4,7 @@ bundled ones, split three ways and scaled with statistics of the training rows a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from trainlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SKLEARN_TABLES = ("wine", "breast_cancer", "iris")
+SOURCE_FILE = "trainlab_source_file"  # DataFrame.attrs key: the CSV file a table was read from
 
 
 def sklearn_table(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +38,16 @@ def csv_table(path: str) -> Any:
 
     if not Path(path).is_file():
         raise ConfigError(f"data.source.path={path!r}: no such file")
-    return pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"data.source.path={path!r} is empty: it needs a header line naming the "
+                          "columns, then one row per example") from None
+    if table.empty:
+        raise ConfigError(f"data.source.path={path!r} has no rows below its header: it needs one "
+                          "row per example")
+    table.attrs[SOURCE_FILE] = str(path)  # read by the checks, which then name the file's rows
+    return table
 
 
 def features_and_labels(table: Any, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -48,7 +59,14 @@ def features_and_labels(table: Any, target: str | None) -> tuple[np.ndarray, np.
 
     Labels that are not already 0..K-1 (strings, or integers with gaps) are numbered in sorted
     order, so class ``k`` is the k-th smallest label.
+
+    Raises:
+        ConfigError: a feature column is not numeric, a row lacks its label, or a feature value
+            is missing or infinite; the message names the row (see :func:`table_rows`).
     """
+    import pandas as pd
+
+    where, row = table_rows(table)
     if hasattr(table, "columns"):  # a DataFrame
         from pandas.api.types import is_numeric_dtype
 
@@ -58,19 +76,57 @@ def features_and_labels(table: Any, target: str | None) -> tuple[np.ndarray, np.
         labels, features = table[target].to_numpy(), table.drop(columns=[target])
         text = [c for c in features.columns if not is_numeric_dtype(features[c])]
         if text:
-            raise ConfigError(f"data.source: feature columns {text} are not numbers; encode them in "
+            raise ConfigError(f"{where}: feature columns {text} are not numbers; encode them in "
                               "the source (e.g. pandas.get_dummies) or drop them")
-        features = features.to_numpy()
+        columns, features = list(features.columns), features.to_numpy()
     else:
         if target is not None:
             raise ConfigError(f"data.target={target!r} names a DataFrame column, but the source gives "
                               "(features, labels) arrays: set data.target=null")
         features, labels = table
-    x = np.asarray(features, dtype=np.float64)
-    names, y = np.unique(np.asarray(labels), return_inverse=True)
-    if x.ndim != 2 or len(x) != len(y):
-        raise ConfigError(f"data.source must give features (N, F) and N labels, got {x.shape} and {len(y)}")
+        columns = None
+    x, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ConfigError(f"data.source must give features (N, F) and N labels, got {x.shape} and "
+                          f"{len(labels)}")
+    # np.unique would make a NaN label a class of its own (or fail on NaN beside text)
+    unlabeled = np.flatnonzero(pd.isna(labels))
+    if len(unlabeled):
+        column = f" (column {target!r})" if target is not None else ""
+        raise ConfigError(f"{where}: {row(unlabeled[0])} has no label{column}, {len(unlabeled)} "
+                          "row(s) in all; every row needs a label: fill it in or drop the row")
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(x))
+    if len(bad_rows):
+        i, j = bad_rows[0], bad_cols[0]
+        column = repr(columns[j]) if columns is not None else j
+        value = "has no value (NaN)" if np.isnan(x[i, j]) else f"holds {x[i, j]}"
+        raise ConfigError(f"{where}: {row(i)}, column {column} {value}, {len(np.unique(bad_rows))} "
+                          "row(s) in all; features must be finite numbers: fill them in or drop "
+                          "those rows")
+    names, y = np.unique(labels, return_inverse=True)
     return x, y.astype(np.int64), [str(n) for n in names]
+
+
+def table_rows(table: Any) -> tuple[str, Callable[[int], str]]:
+    """Where a table came from, and how to name its i-th row to the user.
+
+    A table read by :func:`csv_table` is its file, and its rows are counted as in a spreadsheet
+    (the header is row 1, the first example row 2); any other table is ``data.source``, its rows
+    counted from 0.
+    """
+    path = getattr(table, "attrs", {}).get(SOURCE_FILE)
+    if path is not None:
+        return path, lambda i: f"row {i + 2} (the header is row 1)"
+    return "data.source", lambda i: f"row {i} (counting from 0)"
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """Rows in train, val and test, as :meth:`TabularDataModule.setup`'s two calls of
+    scikit-learn's ``train_test_split`` draw them (test first, rounded up; then val from the
+    rest, rounded up)."""
+    n_test = math.ceil(test_fraction * n)
+    n_val = math.ceil(val_fraction / (1 - test_fraction) * (n - n_test))
+    return n - n_test - n_val, n_val, n_test
 
 
 def inject_outliers(x: np.ndarray, fraction: float, scale: float, seed: int) -> np.ndarray:
@@ -142,16 +198,28 @@ class TabularDataModule(InMemoryDataModule):
             return
         from sklearn.model_selection import train_test_split
 
-        x, y, classes = features_and_labels(self.source(), self.target)
+        table = self.source()
+        where, _ = table_rows(table)
+        x, y, classes = features_and_labels(table, self.target)
         if (x.shape[1],) != self.input_shape or len(classes) != self.num_classes:
             raise ConfigError(f"the table has {x.shape[1]} features and {len(classes)} classes; the "
                               f"config says data.input_shape={list(self.input_shape)} and "
                               f"data.num_classes={self.num_classes}")
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            x, y, test_size=self.test_fraction, random_state=self.split_seed, stratify=y)
-        x_train, x_val, y_train, y_val = train_test_split(
-            x_rest, y_rest, test_size=self.val_fraction / (1 - self.test_fraction),
-            random_state=self.split_seed, stratify=y_rest)
+        fractions = f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction}"
+        sizes = split_sizes(len(x), self.val_fraction, self.test_fraction)
+        if min(sizes) < len(classes):  # a stratified split holds one row of each class at least
+            raise ConfigError(f"{where}: its {len(x)} rows split into {sizes[0]} train / {sizes[1]} "
+                              f"val / {sizes[2]} test with {fractions}; each split needs at least "
+                              f"{len(classes)} rows (one per class): add rows or change the fractions")
+        try:
+            x_rest, x_test, y_rest, y_test = train_test_split(
+                x, y, test_size=self.test_fraction, random_state=self.split_seed, stratify=y)
+            x_train, x_val, y_train, y_val = train_test_split(
+                x_rest, y_rest, test_size=self.val_fraction / (1 - self.test_fraction),
+                random_state=self.split_seed, stratify=y_rest)
+        except ValueError as err:  # e.g. a class of 2 rows cannot be in all three splits
+            raise ConfigError(f"{where}: its {len(x)} rows cannot be split into stratified train/"
+                              f"val/test with {fractions}: {err}") from None
         x_train = inject_outliers(x_train, self.outlier_fraction, self.outlier_scale, self.split_seed)
         parts = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
         if self.scaler is not None:
