@@ -183,7 +183,8 @@ def test_unreadable_results_json_is_a_failed_trial(tmp_path: Path) -> None:
     info = load_trials(tmp_path).info
     assert info["status"].tolist() == ["failed", "failed"]
     assert info.at["0", "error"].startswith("unreadable results.json")
-    assert info.at["1", "error"] == "results.json is not a JSON object"
+    assert info.at["1", "error"].startswith(f"unreadable results.json: {job.parent / '1' / 'results.json'} "
+                                            "is not a JSON object")
 
 
 def test_seed_falls_back_to_the_results(tmp_path: Path) -> None:
