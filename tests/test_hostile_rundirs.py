@@ -338,3 +338,30 @@ def test_a_resume_of_no_run_is_one_line_naming_the_value(tmp_path, resume, says)
             "earlier run, e.g. resume=outputs/runs/<date>_<time>")
     assert proc.stderr.strip().splitlines() == [line]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_a_kill_between_the_best_and_the_last_save_resumes_to_the_uninterrupted_results(tmp_path):
+    """The state a kill leaves after an epoch's best-*.ckpt is saved and before its last.ckpt:
+    the resume repeats that epoch and writes the same best checkpoint again, not a -v1 copy."""
+    args = ("data.batch_size=4", "trainer.max_epochs=2", "seed=3")
+    straight = tmp_path / "straight"
+    assert run_cli("data=digits", "net=mlp", "callbacks.progress_bar=null", *args,
+                   f"hydra.run.dir={straight}").returncode == 0
+    run = tmp_path / "run"
+    proc = launch(run, *args)
+    wait_for(run / rundir.LAST, proc)  # epoch 0's
+    epoch0 = (run / rundir.LAST).read_bytes()
+    assert proc.wait(timeout=300) == 0
+    assert torch.load(run / rundir.LAST, weights_only=True)["epoch"] == 1
+    (run / rundir.LAST).write_bytes(epoch0)  # best-epoch01.ckpt saved, last.ckpt still epoch 0's
+    (run / rundir.RESULTS).unlink()
+    resumed = run_cli(f"resume={run}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(p.name for p in (run / rundir.CHECKPOINTS).iterdir()) == \
+        sorted(p.name for p in (straight / rundir.CHECKPOINTS).iterdir())
+
+    def same(results: dict) -> dict:
+        return {k: v for k, v in results.items() if k not in ("wall_s", "run_dir")}
+    assert same(json.loads((run / rundir.RESULTS).read_text())) == \
+        same(json.loads((straight / rundir.RESULTS).read_text()))

@@ -188,6 +188,7 @@ def run_job(cfg: DictConfig, process: dict[str, str] | None = None) -> float | N
                 raise caught.__cause__ from None
             raise
         raise SystemExit(f"error: {err}") from None
+
     def record_trained(results: dict[str, Any]) -> None:  # a kill while testing keeps these
         if trainer.is_global_zero:
             write_results(output_dir / rundir.RESULTS, {**base, **results, "status": rundir.TESTING,
