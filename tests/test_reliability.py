@@ -160,10 +160,12 @@ def interrupt_inside_an_epoch(run: Path, signum: int, *args: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("trainer", "signum"), [("default", signal.SIGTERM), ("ddp_cpu", signal.SIGTERM),
-                                                 ("default", signal.SIGINT)])
-def test_a_signal_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, trainer, signum):
-    args = [*COMMON, f"trainer={trainer}"]
+@pytest.mark.parametrize(("trainer", "signum", "accumulate"), [
+    ("default", signal.SIGTERM, 1), ("ddp_cpu", signal.SIGTERM, 1), ("default", signal.SIGINT, 1),
+    ("ddp_cpu", signal.SIGTERM, 2), ("ddp_cpu", signal.SIGTERM, 3)])  # stopped at a cycle's end
+def test_a_signal_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, trainer, signum,
+                                                                        accumulate):
+    args = [*COMMON, f"trainer={trainer}", f"trainer.accumulate_grad_batches={accumulate}"]
     straight = tmp_path / "straight"
     assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
     run = tmp_path / "run"
@@ -175,6 +177,10 @@ def test_a_signal_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path,
     assert b["status"] == "ok" and b["epoch"] == 6 and "stopped_by" not in b
     assert b["wall_s"] > first["wall_s"]  # both attempts counted
     assert metrics_of(a) == {**metrics_of(b), "tag": a["tag"]}
+    weights = [torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for r in (straight, run)]
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name  # bit for bit
 
 
 @pytest.mark.e2e

@@ -195,8 +195,10 @@ def test_seed_falls_back_to_the_results(tmp_path: Path) -> None:
 
 def test_default_metrics_adds_weights_and_grad_keys(sweep: Path) -> None:
     assert default_metrics(load_trials(sweep).results) == [
-        "test/acc", "test/loss", "gap/acc", "wall_s", "weights/l1", "grad/first_layer",
+        "test/acc", "test/loss", "val/acc", "gap/acc", "wall_s", "weights/l1", "grad/first_layer",
     ]  # fmt: skip
+    assert default_metrics(load_trials(sweep).results, optimized="wall_s")[:3] == [
+        "wall_s", "test/acc", "test/loss"]  # a search's metric first, once
 
 
 def test_option_labels_drop_seed_and_constant_keys(sweep: Path) -> None:
@@ -213,8 +215,9 @@ def test_summarize_means_and_stds_over_ok_seeds(sweep: Path) -> None:
     stats = summarize(trials)
     assert list(stats.index) == [L1, L2]
     # The diverged (test/acc 0.1) and crashed trials of l1 are counted but not averaged.
-    assert stats.loc[L1, "n"].to_dict() == {"ok": 3, "diverged": 1, "failed": 1}
-    assert stats.loc[L2, "n"].to_dict() == {"ok": 3, "diverged": 0, "failed": 1}
+    none_stopped = {"pruned": 0, "interrupted": 0}
+    assert stats.loc[L1, "n"].to_dict() == {"ok": 3, "diverged": 1, "failed": 1, **none_stopped}
+    assert stats.loc[L2, "n"].to_dict() == {"ok": 3, "diverged": 0, "failed": 1, **none_stopped}
     ok = (trials.info["status"] == "ok") & (pd.Series(labels_of(trials), trials.info.index) == L1)
     assert trials.info["seed"][ok].tolist() == ["1", "2", "3"]
     assert trials.results["test/acc"][ok].tolist() == [0.90, 0.92, 0.94]
@@ -281,13 +284,13 @@ def test_write_report_markdown(sweep: Path) -> None:
     table, failed = markdown.split("## Failed or diverged trials")
     assert "9 trials: 6 ok, 1 diverged, 2 failed; 2 options" in table
     header, l1, l2 = md_rows(table)
-    assert header == ["option", "n", "not ok", "test/acc", "test/loss", "gap/acc", "wall_s",
-                      "weights/l1", "grad/first_layer"]  # fmt: skip
-    assert l1 == [L1, "3", "1 diverged, 1 failed", "0.92 ± 0.02", "0.25 ± 0.05", "0.05 ± 0",
-                  "12 ± 2", "102 ± 1", "0.2 ± 0.1"]  # fmt: skip
+    assert header == ["option", "n", "not ok", "test/acc", "test/loss", "val/acc", "gap/acc",
+                      "wall_s", "weights/l1", "grad/first_layer"]  # fmt: skip
+    assert l1 == [L1, "3", "1 diverged, 1 failed", "0.92 ± 0.02", "0.25 ± 0.05", "0.93 ± 0.02",
+                  "0.05 ± 0", "12 ± 2", "102 ± 1", "0.2 ± 0.1"]  # fmt: skip
     assert l2[:5] == [L2, "3", "1 failed", "0.85 ± 0.05", "0.4 ± 0.1"]
     # Numbers right-aligned, text left-aligned.
-    assert re.search(r"\n\|:-+\|-+:\|:-+\|(-+:\|){6}\n", table)
+    assert re.search(r"\n\|:-+\|-+:\|:-+\|(-+:\|){7}\n", table)
     assert "nan" not in table  # the diverged trial (test/acc 0.1, test/loss nan) stays out
     assert md_rows(failed) == [
         ["job", "option", "seed", "status", "error"],
@@ -338,16 +341,29 @@ def test_diverged_trial_without_message_says_where_it_stopped(tmp_path: Path) ->
                                   "non-finite loss after 27 optimizer steps"]  # fmt: skip
 
 
-def test_every_other_status_counts_as_failed_and_no_metric_is_needed(tmp_path: Path) -> None:
+def test_pruned_and_interrupted_trials_count_apart_and_no_metric_is_needed(tmp_path: Path) -> None:
     make_job(tmp_path, "0", ["a=1", "seed=1"], None)
     make_job(tmp_path, "1", ["a=2", "seed=1"], {"status": "interrupted", "error": "SIGTERM"})
+    make_job(tmp_path, "2", ["a=3", "seed=1"], {"status": "pruned"})
+    make_job(tmp_path, "3", ["a=4", "seed=1"], {"status": "testing"})  # killed while testing
+    make_job(tmp_path, "4", ["a=5", "seed=1"], {"status": "odd"})
     files = write_report(tmp_path)
     assert sorted(files) == ["summary.csv", "summary.md"]  # nothing to plot
     markdown = files["summary.md"].read_text()
-    assert "2 trials: 0 ok, 0 diverged, 2 failed; 2 options" in markdown
-    assert md_rows(markdown)[:3] == [["option", "n", "not ok"], ["a=1", "0", "1 failed"],
-                                     ["a=2", "0", "1 failed"]]  # fmt: skip
-    assert md_rows(markdown)[-1] == ["1", "a=2", "1", "interrupted", "SIGTERM"]
+    assert "5 trials: 0 ok, 0 diverged, 2 failed, 1 pruned, 2 interrupted; 5 options" in markdown
+    assert md_rows(markdown)[:6] == [["option", "n", "not ok"], ["a=1", "0", "1 failed"],
+                                     ["a=2", "0", "1 interrupted"], ["a=3", "0", "1 pruned"],
+                                     ["a=4", "0", "1 interrupted"], ["a=5", "0", "1 failed"]]  # fmt: skip
+    assert md_rows(markdown)[-4] == ["1", "a=2", "1", "interrupted", "SIGTERM"]
+
+
+def test_the_metric_a_search_optimizes_comes_first_and_is_named(tmp_path: Path) -> None:
+    for job, acc in enumerate((0.8, 0.9)):
+        make_job(tmp_path, str(job), [f"a={job}", "seed=1"], {"test/acc": acc, "val/acc": acc + 0.01})
+    (tmp_path / "multirun.yaml").write_text("optimized_metric: val/acc\nhydra: {}\n")
+    markdown = write_report(tmp_path)["summary.md"].read_text()
+    assert "The search optimizes `val/acc`." in markdown
+    assert md_rows(markdown)[0] == ["option", "n", "val/acc", "test/acc"]
 
 
 def test_short_labels_drop_keys_shared_by_every_option() -> None:
@@ -463,7 +479,7 @@ def test_write_report_plots_are_small_pngs(sweep: Path) -> None:
     files = write_report(sweep)
     assert sorted(files) == [
         "curves.png", "curves_val_loss.png", "plot_gap_acc.png", "plot_test_acc.png",
-        "plot_test_loss.png", "plot_wall_s.png", "summary.csv", "summary.md",
+        "plot_test_loss.png", "plot_val_acc.png", "plot_wall_s.png", "summary.csv", "summary.md",
     ]  # fmt: skip
     for name in ("plot_test_acc.png", "curves.png", "curves_val_loss.png"):
         assert files[name] == sweep / name

@@ -73,3 +73,27 @@ def test_resume_from_inside_an_epoch_ends_as_the_uninterrupted_run(tmp_path, how
         assert torch.equal(a, b), name  # weights, BN statistics: bit for bit
     for key in COMPARED:
         assert resumed.callback_metrics[key].item() == straight.callback_metrics[key].item(), key
+
+
+@pytest.mark.parametrize("accumulate", [2, 3])
+def test_a_sigterm_inside_an_accumulation_cycle_resumes_to_the_same_weights(tmp_path, accumulate):
+    """SIGTERM after batch 0 of epoch 1: the stop waits for the optimizer step that ends the
+    cycle (a checkpoint holds no accumulated gradients), so the resumed run loses nothing."""
+    def fit(root, *callbacks, ckpt_path=None):
+        trainer = tiny_trainer(root, max_epochs=EPOCHS, accumulate_grad_batches=accumulate,
+                               callbacks=[SeedEveryEpoch(7), *callbacks])
+        module = model()
+        trainer.fit(module, datamodule=data(), ckpt_path=ckpt_path, weights_only=True)
+        return trainer, module
+
+    straight, expected = fit(tmp_path / "a")
+    ckpt = tmp_path / "b" / "last.ckpt"
+    with pytest.raises(SIGTERMException):
+        fit(tmp_path / "b", Interrupt(1, 0, how="sigterm", path=ckpt), PreemptionCheckpoint(str(ckpt.parent)))
+    saved = torch.load(ckpt, weights_only=True)
+    (loader,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader["batches_done"] == accumulate  # stopped at the end of the cycle, inside the epoch
+    resumed, got = fit(tmp_path / "c", ckpt_path=ckpt)
+    assert resumed.global_step == straight.global_step
+    for (name, a), (_, b) in zip(expected.state_dict().items(), got.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name

@@ -75,17 +75,12 @@ class SweepReport(Callback):
 
 
 def trial_counts(sweep_dir: str | Path) -> dict[str, int]:
-    """How many trials of a sweep ended with each status (``ok`` first)."""
-    statuses = [r.get("status", "failed") if isinstance(r, dict) else "failed"
-                for r in map(_results_or_none, rundir.trial_dirs(sweep_dir))]
-    return {s: statuses.count(s) for s in sorted(set(statuses), key=lambda s: (s != "ok", s))}
+    """How many trials of a sweep ended with each status the report counts (``ok`` first)."""
+    from trainlab.report.load import load_trials
+    from trainlab.report.stats import COUNTED, counted_status
 
-
-def _results_or_none(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return rundir.read_results(run_dir)
-    except (OSError, rundir.RunDirError):  # no results.json (killed) or a corrupt one
-        return None
+    counts = counted_status(load_trials(sweep_dir).info["status"]).value_counts()
+    return {status: int(counts[status]) for status in COUNTED if counts.get(status)}
 
 
 class ReleaseDDP(Callback):

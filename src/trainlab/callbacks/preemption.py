@@ -27,7 +27,9 @@ class PreemptionCheckpoint(pl.Callback):
     During training the signal handlers only note the signal: SIGTERM (``kill``, SLURM's
     preemption or end of job), SIGINT (Ctrl-C; a second one stops at once) and, in a SLURM job,
     SIGUSR1 (the pre-timeout signal, ``--signal=USR1@<s>``). After the training step in
-    progress, the ranks agree (any rank's signal stops all), write ``<dirpath>/last.ckpt`` and
+    progress (with gradient accumulation: after the optimizer step that ends the cycle, since a
+    checkpoint holds no accumulated gradients), the ranks agree (any rank's signal stops all),
+    write ``<dirpath>/last.ckpt`` and
     stop with ``SIGTERMException``; for SIGUSR1, rank 0 first runs ``scontrol requeue``, and the
     requeued job resumes from that checkpoint. ``python train.py resume=<run dir>`` continues
     any other stop exactly. Nothing is saved inside a signal handler, so a checkpoint never
@@ -69,6 +71,8 @@ class PreemptionCheckpoint(pl.Callback):
         if not trainer.strategy.reduce_boolean_decision(self.signal_name is not None, all=False):
             return
         self.signal_name = self.signal_name or "SIGTERM"  # another rank's signal
+        if not ends_accumulation(trainer, batch_idx):
+            return  # a checkpoint holds no gradients: stop once this cycle's optimizer step is taken
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path)
         log.warning("%s: saved %s at epoch %d step %d", self.signal_name, path,
@@ -95,3 +99,11 @@ class PreemptionCheckpoint(pl.Callback):
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
         self._previous = {}
+
+
+def ends_accumulation(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether training batch ``batch_idx`` of the epoch ends a gradient-accumulation cycle, so the
+    optimizer has just stepped (Lightning's rule: every ``accumulate_grad_batches`` batches of the
+    epoch, and the epoch's last batch)."""
+    done = batch_idx + 1
+    return done % trainer.accumulate_grad_batches == 0 or done == trainer.num_training_batches

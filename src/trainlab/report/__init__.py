@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainlab.report.load import Trials, configured_report, load_trials
+from trainlab.report.load import Trials, configured_report, load_trials, optimized_metric
 from trainlab.report.render import format_markdown, plot_curves, plot_metric, write_csv
 from trainlab.report.stats import (
     CORE_METRICS,
@@ -39,7 +39,8 @@ def write_report(sweep_dir: str | Path, metrics: Sequence[str] | None = None,
     Args:
         sweep_dir: The multirun dir; the files go there.
         metrics: Metrics for the table and plots. Default: the table gets
-            :func:`~trainlab.report.stats.default_metrics` and plots the core metrics present.
+            :func:`~trainlab.report.stats.default_metrics` (the metric the sweep's search
+            optimizes first, from its ``multirun.yaml``) and plots the core metrics present.
         option_keys: See :func:`~trainlab.report.stats.option_settings`.
 
     Returns:
@@ -55,14 +56,16 @@ def write_report(sweep_dir: str | Path, metrics: Sequence[str] | None = None,
     trials = load_trials(sweep)
     if trials.info.empty:
         raise ValueError(f"no trials in {sweep}: no sub-dir has .hydra/overrides.yaml")
-    table_metrics = default_metrics(trials.results) if metrics is None else list(metrics)
+    optimized = optimized_metric(sweep)
+    table_metrics = default_metrics(trials.results, optimized) if metrics is None else list(metrics)
     plot_metrics = [m for m in CORE_METRICS if m in table_metrics] if metrics is None else table_metrics
     labels = option_labels(trials, option_keys)
     option_setting = option_settings(trials, option_keys).groupby(labels, sort=False).first()
     stats = summarize(trials, table_metrics, labels)
     files = {name: sweep / name for name in ("summary.csv", "summary.md")}
     write_csv(trials, files["summary.csv"])
-    markdown = format_markdown(stats, failed_trials(trials, labels), table_metrics, f"Sweep {sweep.name}")
+    markdown = format_markdown(stats, failed_trials(trials, labels), table_metrics, f"Sweep {sweep.name}",
+                               optimized)
     files["summary.md"].write_text(markdown)
 
     ok = trials.info["status"] == "ok"

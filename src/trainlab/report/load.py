@@ -122,3 +122,14 @@ def configured_report(sweep_dir: str | Path) -> dict[str, list[str] | None]:
         if isinstance(report.get(key), list):
             found[key] = [str(v) for v in report[key]]
     return found
+
+
+def optimized_metric(sweep_dir: str | Path) -> str | None:
+    """The metric the sweep's search optimizes (``optimized_metric`` of its ``multirun.yaml``;
+    ``val/acc`` for ``hparams_search=optuna``), or None."""
+    try:
+        config = yaml.safe_load((Path(sweep_dir) / rundir.SWEEP_CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    metric = config.get("optimized_metric") if isinstance(config, dict) else None
+    return str(metric) if metric else None

@@ -42,9 +42,12 @@ def _cell(text: Any) -> str:
     return text.replace("|", "\\|")
 
 
+NOT_OK = ("diverged", "failed", "pruned", "interrupted")
+
+
 def not_ok(counts: pd.Series) -> str:
-    """``"2 diverged, 1 failed"`` from an option's ``n`` counts; ``""`` when all are ok."""
-    return ", ".join(f"{counts[k]} {k}" for k in ("diverged", "failed") if counts[k])
+    """``"2 diverged, 1 pruned"`` from an option's ``n`` counts; ``""`` when all are ok."""
+    return ", ".join(f"{counts[k]} {k}" for k in NOT_OK if counts[k])
 
 
 def _mean_std(stats: pd.DataFrame, metric: str) -> list[str]:
@@ -60,7 +63,7 @@ def _table(frame: pd.DataFrame, right: Sequence[str] = ()) -> str:
 
 
 def format_markdown(stats: pd.DataFrame, failed: pd.DataFrame, metrics: Sequence[str],
-                    title: str = "Sweep report") -> str:
+                    title: str = "Sweep report", optimized: str | None = None) -> str:
     """``summary.md``: a table of ``mean ± std`` per option and a list of the trials not ok.
 
     Args:
@@ -68,21 +71,24 @@ def format_markdown(stats: pd.DataFrame, failed: pd.DataFrame, metrics: Sequence
         failed: From :func:`~trainlab.report.stats.failed_trials`.
         metrics: Metric columns, in order.
         title: First heading.
+        optimized: The metric the sweep's search optimizes, named under the title.
 
     Returns:
-        Markdown; the table has a ``not ok`` column counting each option's diverged and failed
-        trials when the sweep has any.
+        Markdown; the table has a ``not ok`` column counting each option's diverged, failed,
+        pruned and interrupted trials when the sweep has any.
     """
     n = stats["n"].sum()
     table = pd.DataFrame({"option": stats.index, "n": stats["n", "ok"].to_numpy()})
-    if n["diverged"] + n["failed"]:
+    if n[list(NOT_OK)].sum():
         table["not ok"] = [not_ok(counts) for _, counts in stats["n"].iterrows()]
     for metric in metrics:
         table[metric] = _mean_std(stats, metric)
     failed_md = _table(failed) if len(failed) else "None."
+    stopped = "".join(f", {n[k]} {k}" for k in ("pruned", "interrupted") if n[k])
+    search = f"The search optimizes `{optimized}`. " if optimized else ""
     return (f"# {title}\n\n{n.sum()} trials: {n['ok']} ok, {n['diverged']} diverged, "
-            f"{n['failed']} failed; {len(stats)} options. Cells are mean ± sample std (ddof=1) "
-            "over the ok seeds; diverged and failed trials are counted, never averaged.\n\n"
+            f"{n['failed']} failed{stopped}; {len(stats)} options. {search}Cells are mean ± sample "
+            "std (ddof=1) over the ok seeds; the other trials are counted, never averaged.\n\n"
             f"{_table(table, right=['n', *metrics])}\n\n"
             f"## Failed or diverged trials\n\n{failed_md}\n")
 

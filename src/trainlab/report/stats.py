@@ -1,7 +1,7 @@
 """Group trials into options and summarize each as mean +- std over its ok seeds.
 
-An *option* is a trial's overrides without the seed. Diverged and failed trials are counted per
-option and listed apart, never averaged.
+An *option* is a trial's overrides without the seed. Diverged, failed, pruned and interrupted
+trials are counted per option and listed apart, never averaged.
 """
 
 from __future__ import annotations
@@ -12,16 +12,26 @@ import pandas as pd
 
 from trainlab.report.load import CURVE_METRIC, SEED_KEY, Trials, read_curve
 
-CORE_METRICS = ("test/acc", "test/loss", "gap/acc", "wall_s")
+CORE_METRICS = ("test/acc", "test/loss", "val/acc", "gap/acc", "wall_s")
 GROUPED_PREFIXES = ("weights/", "grad/", "memory/")  # reported whenever a trial has them
 DEFAULT_OPTION = "default"  # label when no override key varies across the sweep
-COUNTED = ("ok", "diverged", "failed")  # every status but ok and diverged counts as failed
+# the statuses counted apart; any other (a run stopped while testing, or unknown) counts as
+# interrupted when it is trainlab's "testing", else as failed
+COUNTED = ("ok", "diverged", "failed", "pruned", "interrupted")
+AS_INTERRUPTED = ("testing",)
 
 
-def default_metrics(results: pd.DataFrame) -> list[str]:
-    """The core metrics present, then any ``weights/*``, ``grad/*``, ``memory/*`` in column order."""
-    core = [m for m in CORE_METRICS if m in results]
-    return core + [m for m in results if m.startswith(GROUPED_PREFIXES)]
+def counted_status(status: pd.Series) -> pd.Series:
+    """Each trial's status as one of :data:`COUNTED`."""
+    status = status.where(~status.isin(AS_INTERRUPTED), "interrupted")
+    return status.where(status.isin(COUNTED), "failed")
+
+
+def default_metrics(results: pd.DataFrame, optimized: str | None = None) -> list[str]:
+    """The metric a search optimizes, then the core metrics present, then any ``weights/*``,
+    ``grad/*``, ``memory/*`` in column order."""
+    core = [m for m in (optimized, *CORE_METRICS) if m and m in results]
+    return list(dict.fromkeys(core)) + [m for m in results if m.startswith(GROUPED_PREFIXES)]
 
 
 def option_settings(trials: Trials, option_keys: Sequence[str] | None = None) -> pd.DataFrame:
@@ -59,13 +69,13 @@ def summarize(trials: Trials, metrics: Sequence[str] | None = None,
 
     Returns:
         One row per option (indexed by its label, in order of first appearance). Columns
-        ``("n", status)`` count its ok, diverged and failed trials; ``(metric, "mean")``,
+        ``("n", status)`` count its trials of each status of :data:`COUNTED`; ``(metric, "mean")``,
         ``(metric, "std")`` (sample std, ddof=1: NaN for one value) and ``(metric, "count")``
         (ok trials that report it) summarize each metric.
     """
     metrics = default_metrics(trials.results) if metrics is None else list(metrics)
     labels = option_labels(trials) if labels is None else labels
-    status = trials.info["status"].where(trials.info["status"].isin(COUNTED), "failed")
+    status = counted_status(trials.info["status"])
     counts = pd.crosstab(labels, status).reindex(index=labels.unique(), columns=COUNTED, fill_value=0)
     stats = pd.concat({"n": counts}, axis=1)
     if not metrics:
