@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import logging
 import math
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,9 @@ from tiny import LRRecorder, tiny_datamodule, tiny_model, tiny_trainer
 from torch.optim import lr_scheduler as sched
 
 from trainlab.callbacks import LRSchedule
+from trainlab.callbacks.lr_schedule import run_intervals
+from trainlab.errors import ConfigError
+from trainlab.pipeline import build, fit_and_test, setup_error
 from trainlab.train import CONFIG_DIR
 
 
@@ -98,12 +103,26 @@ def test_bad_arguments_name_the_key():
         LRSchedule(partial(sched.StepLR, step_size=1), warmup=-1)
 
 
-def test_lr_is_logged(tmp_path):
+def test_the_logged_lr_is_the_one_the_last_step_used(tmp_path):
     trainer = tiny_trainer(tmp_path, max_epochs=2,
                            callbacks=[LRSchedule(partial(sched.StepLR, step_size=1, gamma=0.5))])
     trainer.fit(tiny_model(), datamodule=tiny_datamodule())
-    assert trainer.callback_metrics["train/lr"].item() == pytest.approx(0.025)
+    # epoch 1 trained at 0.05; the 0.025 the scheduler moved to after it is never used
+    assert trainer.callback_metrics["train/lr"].item() == pytest.approx(0.05)
     assert isinstance(trainer.callback_metrics["train/lr"], torch.Tensor)
+
+
+def test_a_monitor_for_a_schedule_that_does_not_read_it_stops_the_run(cfg_factory):
+    with pytest.raises(ConfigError, match=r"^callbacks\.lr_schedule\.monitor='val/loss' is not read "
+                       r"by StepLR: only scheduler=plateau \(ReduceLROnPlateau\) reads it"):
+        LRSchedule(partial(sched.StepLR, step_size=1), monitor="val/loss")
+    for option in ("step", "multistep", "exponential", "cosine", "onecycle"):
+        with pytest.raises(Exception, match="only scheduler=plateau") as err:
+            build(cfg_factory("data=digits", f"scheduler={option}",
+                              "callbacks.lr_schedule.monitor=val/acc"))
+        assert isinstance(setup_error(err.value), ConfigError)
+    assert build(cfg_factory("data=digits", "scheduler=plateau",
+                             "callbacks.lr_schedule.monitor=val/acc"))  # the one that reads it
 
 
 # --- every scheduler option of conf/scheduler/, stepped with the optimizer ----------------
@@ -138,26 +157,32 @@ class StopAt(pl.Callback):
             trainer.should_stop = True
 
 
-def scheduler_callback(cfg_factory, option: str) -> LRSchedule | None:
-    node = cfg_factory(f"scheduler={option}").callbacks.get("lr_schedule")
+def scheduler_callback(cfg_factory, option: str, *overrides: str) -> LRSchedule | None:
+    node = cfg_factory(f"scheduler={option}", *overrides).callbacks.get("lr_schedule")
     return instantiate(node) if node else None
 
 
-def expected_lrs(callback: LRSchedule, steps_per_epoch: int) -> list[float]:
-    """The LR of each optimizer step of the run, from the same scheduler on its own optimizer."""
+def planned_lrs(callback: LRSchedule, steps_per_epoch: list[int]) -> list[float]:
+    """The LR of each optimizer step of a run with ``steps_per_epoch[e]`` steps in epoch ``e``,
+    from the same scheduler on its own optimizer, planned for that run's length."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    total = EPOCHS * steps_per_epoch if callback.interval == "step" else EPOCHS
+    total = sum(steps_per_epoch) if callback.interval == "step" else len(steps_per_epoch)
     scheduler = callback.build(optimizer, total)
     lrs = []
-    for _ in range(EPOCHS):
-        for _ in range(steps_per_epoch):
+    for steps in steps_per_epoch:
+        for _ in range(steps):
             lrs.append(optimizer.param_groups[0]["lr"])
             optimizer.step()  # no gradient: changes nothing, but the scheduler steps after it
-            if callback.interval == "step":
+            if callback.interval == "step" and len(lrs) < total:
                 scheduler.step()
         if callback.interval == "epoch":
             scheduler.step()
     return lrs
+
+
+def expected_lrs(callback: LRSchedule, steps_per_epoch: int) -> list[float]:
+    """The LR of each optimizer step of an EPOCHS-epoch run."""
+    return planned_lrs(callback, [steps_per_epoch] * EPOCHS)
 
 
 @pytest.mark.parametrize("accumulate", [1, 3])
@@ -204,3 +229,99 @@ def test_resume_in_the_middle_of_an_accumulation_cycle_keeps_the_schedule(cfg_fa
         index = step if callback.interval == "step" else epoch * 2
         assert lr == pytest.approx(expected[index], rel=1e-12)
     assert second.seen and resumed.global_step == EPOCHS * 2
+
+
+# --- the run's length: the steps the Trainer takes, re-planned when a resume raises it ------
+
+def test_the_run_length_is_its_optimizer_steps_or_the_epochs_they_span():
+    assert run_intervals("step", 20, 5, 1) == 20
+    assert run_intervals("epoch", 20, 5, 1) == 4
+    assert run_intervals("epoch", 17, 5, 1) == 4  # max_steps=17 cuts the 4th epoch short
+    assert run_intervals("epoch", 7, 5, 3) == 4  # 2 steps an epoch: its last batch steps too
+    assert run_intervals("step", math.inf, 5, 1) is None  # unbounded (max_time alone)
+    assert run_intervals("epoch", math.inf, 5, 1) is None
+
+
+# (max_epochs, max_steps, accumulate_grad_batches) with 5 batches an epoch
+HORIZONS = [(4, -1, 1), (-1, 17, 1), (10, 17, 1), (3, 100, 1), (-1, 7, 3), (4, -1, 3)]
+
+
+@pytest.mark.parametrize(("max_epochs", "max_steps", "accumulate"), HORIZONS)
+# OneCycleLR over 4 epochs would have a warm-up phase shorter than one step: torch divides by 0
+@pytest.mark.parametrize(("option", "interval"), [("cosine", "epoch"), ("cosine", "step"),
+                                                  ("onecycle", "step")])
+def test_the_schedule_spans_the_steps_the_trainer_takes(cfg_factory, tmp_path, option, interval,
+                                                        max_epochs, max_steps, accumulate):
+    callback = scheduler_callback(cfg_factory, option, f"callbacks.lr_schedule.interval={interval}",
+                                  f"trainer.max_epochs={max_epochs}", f"trainer.max_steps={max_steps}",
+                                  f"trainer.accumulate_grad_batches={accumulate}")
+    probe = StepLRs()
+    trainer = tiny_trainer(tmp_path, max_epochs=max_epochs, max_steps=max_steps,
+                           accumulate_grad_batches=accumulate, callbacks=[probe, callback])
+    trainer.fit(tiny_model(lr=0.1), datamodule=tiny_datamodule(batch_size=16))
+    epochs = probe.seen[-1][1] + 1
+    steps_per_epoch = [sum(epoch == e for _, epoch, _ in probe.seen) for e in range(epochs)]
+    taken = len(probe.seen) if interval == "step" else epochs
+    assert getattr(callback.scheduler, callback.horizon_arg) == taken  # T_max, total_steps
+    got = [lr for _, _, lr in probe.seen]
+    assert got == pytest.approx(planned_lrs(callback, steps_per_epoch), rel=1e-12, abs=1e-15)
+    assert min(got) > 0  # no step trains at the LR 0 that cosine reaches one interval after the end
+
+
+def fit_digits(cfg_factory, tmp_path, option: str, horizon: str, ckpt_path=None) -> StepLRs:
+    """Train digits with ``scheduler=option`` to ``horizon`` (4 optimizer steps an epoch),
+    from ``ckpt_path`` if given, as ``python train.py resume=...`` does."""
+    cfg = cfg_factory("data=digits", "net=mlp", f"scheduler={option}", *horizon.split(),
+                      "trainer.limit_train_batches=4", "trainer.num_sanity_val_steps=0",
+                      "callbacks.progress_bar=null", "logger=none")
+    datamodule, model, trainer = build(cfg)
+    probe = StepLRs()
+    trainer.callbacks.append(probe)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return probe
+
+
+# (first horizon, raised horizon, the intervals of each for an epoch and a step schedule)
+RAISES = {"max_epochs": ("trainer.max_epochs=2", "trainer.max_epochs=4", (2, 4), (8, 16)),
+          "max_steps": ("trainer.max_epochs=-1 trainer.max_steps=8",
+                        "trainer.max_epochs=-1 trainer.max_steps=16", (2, 4), (8, 16))}
+
+
+@pytest.mark.parametrize(("option", "raised"), [*((o, "max_epochs") for o in SCHEDULERS),
+                                                ("cosine", "max_steps"), ("onecycle", "max_steps")])
+def test_a_resume_that_raises_the_horizon_replans_the_schedule(cfg_factory, tmp_path, caplog, option,
+                                                               raised):
+    first_horizon, horizon, epoch_intervals, step_intervals = RAISES[raised]
+    first = fit_digits(cfg_factory, tmp_path, option, first_horizon)
+    (tmp_path / "checkpoints" / "last.ckpt").rename(tmp_path / "first.ckpt")  # what resume= reads
+    with caplog.at_level(logging.INFO, logger="trainlab.callbacks.lr_schedule"):
+        resumed = fit_digits(cfg_factory, tmp_path, option, horizon, ckpt_path=tmp_path / "first.ckpt")
+    straight = fit_digits(cfg_factory, tmp_path, option, horizon)
+    assert [s for s, _, _ in first.seen + resumed.seen] == [s for s, _, _ in straight.seen] == \
+        list(range(16))
+    # each step after the resume gets the LR of the schedule planned for the raised horizon
+    assert resumed.seen == straight.seen[len(first.seen):]
+    callback = scheduler_callback(cfg_factory, option)
+    if callback is not None and not callback.plateau:  # plateau's LR follows val/loss, not the length
+        old, new = epoch_intervals if callback.interval == "epoch" else step_intervals
+        assert f"LR schedule re-planned for the run's new horizon: {old} -> {new} {callback.interval}s" \
+            in caplog.text
+
+
+def test_results_and_metrics_hold_the_lr_each_step_used(cfg_factory, tmp_path):
+    cfg = cfg_factory("data=digits", "net=mlp", "scheduler=onecycle", "trainer.max_epochs=2",
+                      "trainer.limit_train_batches=5", "trainer.log_every_n_steps=3",
+                      "callbacks.progress_bar=null", "logger=csv")
+    datamodule, model, trainer = build(cfg)
+    probe = StepLRs()
+    trainer.callbacks.append(probe)
+    results = fit_and_test(cfg, datamodule, model, trainer, None)
+    used = [lr for _, _, lr in probe.seen]
+    assert len(used) == 10 and len(set(used)) == 10  # OneCycleLR: a new LR every step
+    assert results["train/lr"] == pytest.approx(used[-1], rel=1e-6)  # the last step's
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as metrics:
+        logged = [(int(row["step"]), float(row["train/lr"])) for row in csv.DictReader(metrics)
+                  if row.get("train/lr")]
+    # every third step's, and each epoch's last step's (results.json's value)
+    assert [step for step, _ in logged] == [2, 4, 5, 8, 9]
+    assert all(lr == pytest.approx(used[step], rel=1e-6) for step, lr in logged)

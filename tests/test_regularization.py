@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -90,3 +92,51 @@ def test_a_bad_strength_is_rejected_with_its_key(key, value):
     message = rf"model.regularization.{key} must be a number >= 0, got {value!r}"
     with pytest.raises(ConfigError, match=message):
         Regularization(**{key: value})
+
+
+@pytest.mark.parametrize(("optimizer", "decay"), [
+    (partial(torch.optim.AdamW), 0.01),  # PyTorch's default: regularization=l2 optimizer=adamw as is
+    (partial(torch.optim.AdamW, weight_decay=0.1), 0.1),
+    (partial(torch.optim.Adam, weight_decay=0.1, decoupled_weight_decay=True), 0.1),
+])
+def test_an_l2_penalty_beside_a_decoupled_weight_decay_is_refused_naming_both_keys(optimizer, decay):
+    name = optimizer.func.__name__
+    message = (rf"^model.regularization.l2=5e-05 \(an explicit L2 penalty in the loss\) and "
+               rf"model.optimizer.weight_decay={decay:g} \({name}'s decoupled weight decay\) are two weight "
+               rf"decays on the same weights; keep one: regularization=none .* for {name}'s weight_decay, "
+               rf"or model.optimizer.weight_decay=0 for the explicit penalty$")
+    with pytest.raises(ConfigError, match=message):
+        Regularization(l2=5e-5).check_optimizer(optimizer)
+
+
+@pytest.mark.parametrize(("regularization", "optimizer"), [
+    (Regularization(l2=5e-5), partial(torch.optim.AdamW, weight_decay=0.0)),  # the penalty alone
+    (Regularization(), partial(torch.optim.AdamW)),  # the decoupled decay alone
+    (Regularization(l1=1e-5), partial(torch.optim.AdamW)),  # L1 is not a weight decay
+    (Regularization(l2=5e-5), partial(torch.optim.Adam, weight_decay=0.1)),  # coupled: its own gradient
+    (Regularization(l2=5e-5), partial(torch.optim.SGD, lr=0.1, weight_decay=0.1)),
+])
+def test_one_weight_decay_or_a_coupled_one_beside_the_penalty_is_allowed(regularization, optimizer):
+    regularization.check_optimizer(optimizer)
+
+
+@pytest.mark.parametrize(("overrides", "refused"), [
+    (["regularization=l2", "optimizer=adamw"], True),
+    (["regularization=elastic_net", "optimizer=adamw"], True),
+    (["regularization=l2", "optimizer=adam", "model.optimizer.weight_decay=0.1",
+      "model.optimizer.decoupled_weight_decay=true"], True),
+    (["regularization=l2", "optimizer=adamw", "model.optimizer.weight_decay=0"], False),
+    (["regularization=none", "optimizer=adamw"], False),
+    (["regularization=decoupled", "optimizer=adam"], False),
+    (["regularization=l2", "optimizer=sgd"], False),
+])
+def test_the_pair_is_refused_before_anything_is_built(cfg_factory, overrides, refused):
+    from trainlab.pipeline import build
+
+    cfg = cfg_factory("data=digits", *overrides)
+    if refused:
+        with pytest.raises(ConfigError, match=r"^model.regularization.l2=.* and model.optimizer.weight_"):
+            build(cfg)
+    else:
+        _, model, _ = build(cfg)
+        model.configure_optimizers()

@@ -117,3 +117,25 @@ def test_tta_views_script_retests_a_runs_final_weights_under_each_view_set(cfg_f
     assert list(found) == ["none", "flip", "diagonal", "axes"]
     assert found["none"] == pytest.approx(100 * results["test/acc"], abs=1e-4)  # the run tested no views
     assert len(set(found.values())) > 1 and all(0 <= v <= 100 for v in found.values())
+
+
+def test_predictions_are_the_probabilities_of_the_logits_the_test_scored(tmp_path):
+    """eval.py's ``predict_proba`` and Lightning's ``trainer.predict`` go through the test's views:
+    their argmax over the test split is the run's test/acc, exactly."""
+    from trainlab.evaluation import predict_proba
+
+    dm = tiny_datamodule()
+    model = tiny_model(tta_flip=True, tta_shift=1, tta_shift_dirs="axes")
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=dm)
+    test_acc = trainer.test(model, datamodule=dm, verbose=False)[0]["test/acc"]
+    x_uint8, y = dm.splits["test"]
+    probs = predict_proba(trainer, model, dm, x_uint8, batch_size=5)
+    with torch.no_grad():
+        expected = model._eval_logits(dm.to_model_input(x_uint8)).softmax(dim=1)
+        plain = model.net(dm.to_model_input(x_uint8)).softmax(dim=1)
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert not torch.allclose(probs, plain, atol=1e-3)  # the views did change the predictions
+    assert (probs.argmax(dim=1) == y).double().mean().item() == pytest.approx(test_acc, abs=1e-6)
+    from_predict_step = torch.cat(trainer.predict(model, datamodule=dm))  # the test split
+    assert torch.allclose(from_predict_step, probs, atol=1e-6)

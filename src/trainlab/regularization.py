@@ -8,7 +8,7 @@ for the notes' all-parameters form.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -47,7 +47,8 @@ class Regularization:
 
     Weight decay is the optimizer's own ``weight_decay=`` (``model.optimizer.weight_decay``):
     PyTorch's coupled L2 for SGD, Adam and the rest, decoupled for AdamW (and for Adam with
-    ``decoupled_weight_decay=true``). This object only decides which parameters it reaches.
+    ``decoupled_weight_decay=true``). This object only decides which parameters it reaches, and
+    refuses an explicit L2 penalty beside a decoupled decay (:meth:`check_optimizer`).
 
     Args:
         l1: lambda of the explicit L1 (lasso) penalty added to the loss.
@@ -81,6 +82,34 @@ class Regularization:
         if self.l2 > 0:
             total = total + self.l2 * l2_penalty(decay)
         return total
+
+    def check_optimizer(self, optimizer: Callable[[list], torch.optim.Optimizer]) -> None:
+        """Refuse the explicit L2 penalty beside a decoupled weight decay on the same weights.
+
+        Both would be the run's weight decay, by two rules: the penalty's gradient ``2*l2*w``
+        goes through Adam's statistics, the decoupled ``w -= lr*wd*w`` does not. (A coupled
+        decay is the penalty's own gradient, ``weight_decay = 2*l2``, and adds to it.)
+
+        Args:
+            optimizer: the optimizer factory, completed with parameter groups; it is built once
+                on a throwaway parameter to read the decay it applies, PyTorch's default
+                included (AdamW's 0.01 when ``weight_decay`` is unset).
+        """
+        if self.l2 == 0:
+            return
+        try:
+            probe = optimizer([nn.Parameter(torch.zeros(1))])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.optimizer: {err}") from None
+        decay = probe.defaults.get("weight_decay", 0.0)
+        if probe.defaults.get("decoupled_weight_decay") and decay:
+            name = type(probe).__name__
+            raise ConfigError(
+                f"model.regularization.l2={self.l2:g} (an explicit L2 penalty in the loss) and "
+                f"model.optimizer.weight_decay={decay:g} ({name}'s decoupled weight decay) "
+                f"are two weight decays on the same weights; keep one: "
+                f"regularization=none (or model.regularization.l2=0) for {name}'s weight_decay, or "
+                f"model.optimizer.weight_decay=0 for the explicit penalty")
 
     def param_groups(self, module: nn.Module) -> list[dict]:
         """Optimizer parameter groups. The regularized group sets nothing, so it takes every

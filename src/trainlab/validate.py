@@ -25,12 +25,14 @@ from typing import Any
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning import Trainer
 
+from trainlab.callbacks.grad_clip import refuse_trainer_clipping
 from trainlab.config_dir import CONFIG_DIR
 from trainlab.errors import ConfigError
+from trainlab.regularization import Regularization
 
 # the primary config whose keys, and whose groups' keys, are the top-level keys of a run
 PRIMARY = "train.yaml"
@@ -314,6 +316,20 @@ def check_steps(trainer: DictConfig) -> None:
            "(0 trains no batch)")
 
 
+def check_one_key_per_idea(cfg: DictConfig) -> None:
+    """Two keys set for one idea stop the run, each with the key to keep (README, "One key per
+    idea"): the Trainer's clipping beside ``callbacks.grad_clip``, an explicit L2 penalty beside
+    a decoupled weight decay."""
+    trainer = cfg.trainer
+    if (cfg.get("callbacks") or {}).get("grad_clip") is not None:
+        refuse_trainer_clipping(trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm"))
+    regularization, optimizer = cfg.model.get("regularization"), cfg.model.get("optimizer")
+    if regularization is not None and optimizer is not None:
+        penalties = instantiate(regularization)
+        if isinstance(penalties, Regularization):
+            penalties.check_optimizer(instantiate(optimizer))
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value found."""
     check_top_level_keys(cfg)
@@ -339,3 +355,4 @@ def validate(cfg: DictConfig) -> None:
     if optimizer is not None and "lr" in optimizer:
         lr = optimizer.lr
         _check(_is_number(lr) and lr > 0, "model.optimizer.lr", lr, "a number > 0")
+    check_one_key_per_idea(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -32,9 +34,26 @@ def first_and_last_layers(module: nn.Module) -> tuple[nn.Module, nn.Module]:
     return layers[0], layers[-1]
 
 
+def sample_interval(log_every_n_steps: int, batches_per_epoch: float, accumulate_grad_batches: int) -> int:
+    """Optimizer steps between two gradient samples: ``log_every_n_steps``, or fewer where an
+    epoch has fewer steps, so that every epoch holds at least one sample.
+
+    Args:
+        log_every_n_steps: the Trainer's; 0 (no step logging) samples once per epoch.
+        batches_per_epoch: the Trainer's ``num_training_batches`` (``inf`` for a loader without
+            a length: then ``log_every_n_steps``).
+        accumulate_grad_batches: batches per optimizer step (the last batch of an epoch steps too).
+    """
+    steps = math.ceil(batches_per_epoch / accumulate_grad_batches) \
+        if math.isfinite(batches_per_epoch) else math.inf
+    return max(1, int(min(log_every_n_steps or steps, steps)))
+
+
 class Diagnostics(pl.Callback):
-    """Log weight norms/sparsity each epoch and first/last-layer gradient norms every
-    ``log_every_n_steps`` steps (vanishing gradients show as a tiny ``grad/first_layer``).
+    """Log weight norms/sparsity each epoch and first/last-layer gradient norms (vanishing
+    gradients show as a tiny ``grad/first_layer``), the epoch's mean over steps sampled every
+    ``log_every_n_steps`` optimizer steps, or every epoch's steps where an epoch has fewer
+    (:func:`sample_interval`). The samples are evenly spaced, and every epoch logs its own.
 
     Args:
         zero_tol: |w| below this counts as zero in ``weights/sparsity``.
@@ -45,14 +64,21 @@ class Diagnostics(pl.Callback):
             raise ConfigError(f"callbacks.diagnostics.zero_tol must be > 0, got {zero_tol}")
         self.zero_tol = zero_tol
         self.layers: tuple[nn.Module, nn.Module] | None = None
+        self.interval = 1  # optimizer steps between gradient samples, set each epoch
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.layers = first_and_last_layers(pl_module.net)
 
     @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # here, not at fit start: the length of the epoch is known once its loader is set up
+        self.interval = sample_interval(trainer.log_every_n_steps, trainer.num_training_batches,
+                                        trainer.accumulate_grad_batches)
+
+    @override
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if trainer.global_step % trainer.log_every_n_steps:
+        if trainer.global_step % self.interval:
             return
         for name, layer in zip(("grad/first_layer", "grad/last_layer"), self.layers, strict=True):
             if layer.weight.grad is not None:

@@ -32,6 +32,29 @@ TRAIN_METRICS_KEY = "trainlab_train_metrics"
 # The content they hold is moved by s: (0, 0) down and right, (2, 2) up and left, (0, 1) down,
 # (2, 1) up, (1, 0) right, (1, 2) left.
 SHIFT_OFFSETS = {"diagonal": ((0, 0), (2, 2)), "axes": ((0, 1), (2, 1), (1, 0), (1, 2))}
+# Checkpoints written before the network was registered once also hold it under this prefix
+# (``forward_fn._orig_mod.*`` from compiled runs): the same tensors as ``net.*``.
+LEGACY_NET_ALIAS = "forward_fn."
+
+
+def drop_legacy_net_alias(state_dict: dict[str, Any], prefix: str = "") -> None:
+    """Remove the network's second registration (:data:`LEGACY_NET_ALIAS`) from a Classifier's
+    ``state_dict`` in place, keeping its ``net.*`` tensors (taken from the alias where missing).
+
+    Args:
+        state_dict: a Classifier's state dict, as saved in a checkpoint.
+        prefix: where the Classifier's keys start (``""`` for a Classifier's own state dict).
+    """
+    alias = prefix + LEGACY_NET_ALIAS
+    for key in [key for key in state_dict if key.startswith(alias)]:
+        name = key[len(alias):].removeprefix("_orig_mod.")
+        state_dict.setdefault(f"{prefix}net.{name}", state_dict.pop(key))
+
+
+def _load_legacy_net_alias(module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                           *args: Any) -> None:
+    """``load_state_dict`` pre-hook: a checkpoint saved with ``forward_fn.*`` keys loads."""
+    drop_legacy_net_alias(state_dict, prefix)
 
 
 class Classifier(pl.LightningModule):
@@ -47,7 +70,8 @@ class Classifier(pl.LightningModule):
         init: callable applied once to ``net`` (a scheme from ``trainlab.init``); None = PyTorch's.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         channels_last: keep conv weights and inputs in NHWC (faster convs on GPUs and many CPUs).
-        compile: run the network through ``torch.compile``.
+        compile: run the network through ``torch.compile`` (in place: the checkpoint keys stay
+            ``net.*``, so weights load whether or not the loading run compiles).
         tta_flip: test-time augmentation for images: validation, test and predict logits are the
             mean of the logits of each image and of its left-right mirror (as airbench does).
             Training is unchanged.
@@ -93,7 +117,11 @@ class Classifier(pl.LightningModule):
             init(self.net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward_fn = torch.compile(self.net) if compile else self.net
+        if compile:
+            # compiled in place: the network stays registered once, so checkpoints hold only
+            # ``net.*`` keys and load into runs with and without model.compile alike
+            self.net.compile()
+        self.register_load_state_dict_pre_hook(_load_legacy_net_alias)
         self.optimizer_factory = optimizer
         self.regularization = regularization or Regularization()
         self.label_smoothing = label_smoothing
@@ -128,10 +156,11 @@ class Classifier(pl.LightningModule):
             x = x.to(self.dtype)  # 64-true / bf16-true runs: inputs follow the parameters
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward_fn(x)
+        return self.net(x)
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation: the mean over the test-time views (``tta_flip``, ``tta_shift``)."""
+        """Logits of the validation, test and predict steps (so of eval.py's predictions too): the
+        mean over the test-time views (``tta_flip``, ``tta_shift``)."""
         views = [x]
         if self.tta_shift:
             s = self.tta_shift
@@ -282,19 +311,6 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.regularization.param_groups(self.net))
 
-    @override
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer,
-                                    gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
-        """Lightning's clipping (``trainer.gradient_clip_val``, ``gradient_clip_algorithm``),
-        with the total gradient norm before and after it logged on logging steps."""
-        watch = bool(gradient_clip_val) and self.trainer.global_step % self.trainer.log_every_n_steps == 0
-        if watch:
-            self.log("grad/norm_pre_clip", grad_norm(optimizer), on_step=True, on_epoch=False)
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if watch:
-            self.log("grad/norm_post_clip", grad_norm(optimizer), on_step=True, on_epoch=False)
-
 
 def check_net(net: nn.Module, input_shape: Sequence[int], num_classes: int) -> None:
     """What the Classifier needs from any network, checked before training: an ``nn.Module``
@@ -319,9 +335,3 @@ def check_net(net: nn.Module, input_shape: Sequence[int], num_classes: int) -> N
         raise ConfigError(f"model.net ({name}) returns {shape or type(out).__name__} for a batch of 2 "
                           f"inputs of shape {list(input_shape)}; a net returns logits (N, num_classes)"
                           f" = [2, {num_classes}] (data.num_classes)")
-
-
-def grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """Total 2-norm of the gradients of ``optimizer``'s parameters (what norm clipping bounds)."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).detach() if grads else torch.zeros(())
