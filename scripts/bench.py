@@ -208,8 +208,8 @@ class Bench:
                              precision=cfg.trainer.precision, enable_checkpointing=False,
                              enable_progress_bar=progress_bar, enable_model_summary=False,
                              callbacks=callbacks)
-        loader = TensorBatchLoader(self.train_x, self.train_y, self.args.batch_size,
-                                   shuffle=True, drop_last=True, seed=cfg.seed)
+        loader = TensorBatchLoader.from_tensors(self.train_x, self.train_y, self.args.batch_size,
+                                                shuffle=True, drop_last=True, seed=cfg.seed)
         with contextlib.redirect_stdout(sink):
             trainer.fit(Bare(), train_dataloaders=loader)
         return _minus(stamps[self.total], stamps[self.args.warmup])

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
 
@@ -106,29 +107,150 @@ def test_digits_is_real_and_stratified():
     assert counts.min() >= 40 and counts.max() <= 50
 
 
+def batches_of(loader, epoch: int = 0) -> list[torch.Tensor]:
+    loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch's start
+    return [x for x, _ in loader]
+
+
 def test_batch_loader_epoch_order_is_a_function_of_seed_and_epoch():
-    x, y = torch.arange(100), torch.arange(100)
-    epoch = {"e": 0}
-    loader = TensorBatchLoader(x, y, 10, shuffle=True, drop_last=True, seed=3,
-                               epoch_fn=lambda: epoch["e"])
-    first = torch.cat([b for b, _ in loader])
+    x = torch.arange(100)
+    loader = TensorBatchLoader.from_tensors(x, x, 10, shuffle=True, drop_last=True, seed=3)
+    first = torch.cat(batches_of(loader))
     assert sorted(first.tolist()) == list(range(100)) and len(loader) == 10
-    assert torch.equal(first, torch.cat([b for b, _ in loader]))
-    epoch["e"] = 1
-    assert not torch.equal(first, torch.cat([b for b, _ in loader]))
+    assert torch.equal(first, torch.cat(batches_of(loader)))
+    again = TensorBatchLoader.from_tensors(x, x, 10, shuffle=True, drop_last=True, seed=3)
+    assert torch.equal(first, torch.cat(batches_of(again)))
+    assert not torch.equal(first, torch.cat(batches_of(loader, epoch=1)))
+    assert torch.equal(first, torch.randperm(100, generator=torch.Generator().manual_seed(3 * 100_003)))
 
 
 def test_batch_loader_shards_are_disjoint_and_equal_for_training():
     x = torch.arange(103)
-    shards = [torch.cat([b for b, _ in TensorBatchLoader(x, x, 8, True, True, seed=1, rank=r,
-                                                             world_size=2)]) for r in range(2)]
+    shards = [torch.cat(batches_of(TensorBatchLoader.from_tensors(x, x, 8, True, True, seed=1, rank=r,
+                                                                  world_size=2))) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 48
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
-    evals = [torch.cat([b for b, _ in TensorBatchLoader(x, x, 8, False, False, rank=r,
-                                                            world_size=2)]) for r in range(2)]
-    assert sorted(torch.cat(evals).tolist()) == list(range(103))  # evaluation sees every sample
-    assert [len(TensorBatchLoader(x, x, 8, False, False, rank=r, world_size=2)) for r in range(2)] \
-        == [7, 7]
+    evals = [TensorBatchLoader.from_tensors(x, x, 8, False, False, rank=r, world_size=2) for r in range(2)]
+    assert sorted(torch.cat([torch.cat(batches_of(e)) for e in evals]).tolist()) == list(range(103))
+    assert [len(e) for e in evals] == [7, 7]  # 52 and 51 samples: every one seen once, none twice
+    # the sampler says it shards by rank, so Lightning puts no DistributedSampler of its own in
+    assert all(isinstance(e.sampler, torch.utils.data.DistributedSampler) for e in evals)
+
+
+def test_batch_loader_is_a_dataloader_that_cuts_each_batch_at_once(monkeypatch):
+    from trainlab.data.batches import ResidentTensors
+
+    calls = []
+    cut = ResidentTensors.__getitems__
+    monkeypatch.setattr(ResidentTensors, "__getitem__", lambda self, i: pytest.fail("per sample"))
+    monkeypatch.setattr(ResidentTensors, "__getitems__",
+                        lambda self, index: calls.append(index) or cut(self, index))
+    x, y = torch.arange(50.0).view(25, 2), torch.arange(25)
+    train = TensorBatchLoader.from_tensors(x, y, 4, shuffle=True, drop_last=True)
+    assert isinstance(train, torch.utils.data.DataLoader) and train.num_workers == 0
+    batches = list(train)
+    assert len(batches) == len(calls) == len(train) == 6  # one call per batch, 24 of 25 samples
+    assert all(isinstance(i, torch.Tensor) and i.shape == (4,) for i in calls)
+    assert all(torch.equal(bx, x[by]) for bx, by in batches)  # x and y cut at the same indices
+    evaluation = list(TensorBatchLoader.from_tensors(x, y, 10, shuffle=False, drop_last=False))
+    assert [len(by) for _, by in evaluation] == [10, 10, 5]
+    storage = x.untyped_storage().data_ptr()  # contiguous order: views of x, no copies
+    assert all(bx.untyped_storage().data_ptr() == storage for bx, _ in evaluation)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    list(train), list(train)
+    assert torch.equal(torch.rand(3), expected)  # iterating drew nothing from the global RNG
+
+
+def test_batch_loader_state_resumes_its_epoch_at_the_next_batch():
+    x = torch.arange(60)
+    loader = TensorBatchLoader.from_tensors(x, x, 6, shuffle=True, drop_last=True, seed=5)
+    epoch_2 = batches_of(loader, epoch=2)
+    assert loader.state_dict() == {"epoch": 2, "batches_done": 10}
+    loader.sampler.set_epoch(3)
+    it = iter(loader)
+    next(it), next(it), next(it)
+    state = loader.state_dict()
+    assert state == {"epoch": 3, "batches_done": 3}  # handed out: none fetched ahead
+    resumed = TensorBatchLoader.from_tensors(x, x, 6, shuffle=True, drop_last=True, seed=5)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state  # a checkpoint before the first batch keeps the place
+    rest = batches_of(resumed, epoch=3)
+    assert torch.equal(torch.cat(rest), torch.cat(batches_of(loader, epoch=3)[3:]))
+    assert resumed.state_dict() == {"epoch": 3, "batches_done": 10}
+    assert len(batches_of(resumed, epoch=4)) == 10  # the next epoch is whole
+    stale = TensorBatchLoader.from_tensors(x, x, 6, shuffle=True, drop_last=True, seed=5)
+    stale.load_state_dict({"epoch": 1, "batches_done": 4})  # taken in another epoch: not applied
+    assert torch.equal(torch.cat(batches_of(stale, epoch=2)), torch.cat(epoch_2))
+
+
+def test_a_sequential_sampler_put_in_by_lightning_keeps_views_and_an_epoch():
+    """Lightning rebuilds the batch sampler with a SequentialSampler for ``overfit_batches``."""
+    from torch.utils.data import SequentialSampler
+
+    from trainlab.data.batches import EpochOrder, ResidentTensors, TensorBatchSampler
+
+    x = torch.arange(20)
+    sampler = TensorBatchSampler(SequentialSampler(ResidentTensors(x, x)), 8, drop_last=True)
+    assert isinstance(sampler.sampler, EpochOrder) and len(sampler) == 2
+    assert list(sampler) == [slice(0, 8), slice(8, 16)]
+    sampler.load_state_dict({"epoch": 0, "batches_done": 2})  # taken at the end of epoch 0
+    sampler.sampler.set_epoch(1)
+    assert list(sampler) == [slice(0, 8), slice(8, 16)]  # epoch 1 starts at its beginning
+
+
+class EpochBatches(pl.Callback):
+    """The training batches of each epoch and the loader state saved at each of its steps."""
+
+    def __init__(self, path=None) -> None:
+        self.path = path  # where to save a checkpoint after each step, if anywhere
+        self.batches: dict[int, list[torch.Tensor]] = {}
+        self.states: list[tuple[int, int, dict]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.setdefault(trainer.current_epoch, []).append(batch[0].clone())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.path is None:
+            return
+        trainer.save_checkpoint(self.path)
+        checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+        (state,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+        self.states.append((trainer.current_epoch, batch_idx, state))
+
+
+def fit_recording_batches(cfg) -> EpochBatches:
+    from trainlab.pipeline import build
+
+    datamodule, model, trainer = build(cfg)
+    seen = EpochBatches()
+    trainer.callbacks.append(seen)
+    trainer.fit(model, datamodule=datamodule)
+    return seen
+
+
+def test_debug_overfit_trains_on_the_same_batches_every_epoch(cfg_factory):
+    common = ("data=digits", "trainer.max_epochs=3", "callbacks.progress_bar=null")
+    with pytest.warns(UserWarning, match="turning off the train dataloader shuffling"):
+        seen = fit_recording_batches(cfg_factory(*common, "debug=overfit"))
+    assert [len(seen.batches[e]) for e in range(3)] == [10, 10, 10]  # conf/debug/overfit.yaml
+    for epoch in (1, 2):
+        assert all(torch.equal(a, b) for a, b in zip(seen.batches[0], seen.batches[epoch], strict=True))
+    shuffled = fit_recording_batches(cfg_factory(*common, "trainer.limit_train_batches=2"))
+    assert not torch.equal(shuffled.batches[0][0], shuffled.batches[1][0])  # without it
+
+
+def test_checkpoints_hold_the_epoch_and_the_batches_trained_on(tmp_path):
+    from tiny import tiny_datamodule, tiny_model, tiny_trainer
+
+    seen = EpochBatches(tmp_path / "step.ckpt")
+    tiny_trainer(tmp_path, max_epochs=2, callbacks=[seen]).fit(
+        tiny_model(), datamodule=tiny_datamodule(batch_size=16))
+    steps = 80 // 16
+    # the batch being trained is counted; none fetched ahead of it is
+    assert seen.states == [(e, i, {"epoch": e, "batches_done": i + 1})
+                           for e in range(2) for i in range(steps)]
 
 
 def small_splits(n_train=50, n_test=20) -> ImageSplits:

@@ -20,7 +20,8 @@ from tiny import tiny_datamodule, tiny_model, tiny_trainer
 from trainlab.models import classifier
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "epoch",
-               "seed", "wall_s", "status", "gap/acc", "gap/loss", "process/openmp", "process/malloc",
+               "seed", "wall_s", "status", "train_eval/acc", "train_eval/loss", "gap/acc", "gap/loss",
+               "process/openmp", "process/malloc",
                "process/nvml_check", "process/threads"}
 
 

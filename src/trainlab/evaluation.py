@@ -22,8 +22,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.data import ImageDataModule
+from trainlab.data.batches import TensorBatchLoader
 from trainlab.data.sources import read_image_file
 from trainlab.errors import ConfigError
+from trainlab.models.classifier import Classifier, drop_legacy_net_alias
 from trainlab.results import flat_metrics, write_results
 from trainlab.rundir import run_of_checkpoint, saved_config
 from trainlab.runtime import nvml_check
@@ -82,37 +84,22 @@ def check_checkpoint(ckpt_path: Path, model: torch.nn.Module) -> dict[str, Any]:
         raise ConfigError(f"{ckpt_path} is not a Lightning checkpoint (no state_dict); pass a "
                           "<run>/checkpoints/*.ckpt file that training wrote")
     saved, wanted = checkpoint["state_dict"], model.state_dict()
-    shown_saved, shown_wanted = _distinct(saved), _distinct(wanted)
+    if isinstance(model, Classifier):  # a checkpoint from before the net was registered once
+        drop_legacy_net_alias(saved)
 
     def shape(value: Any) -> tuple[int, ...] | str:
         return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
     differences = [f"{key}: checkpoint {shape(saved[key])} vs model {shape(wanted[key])}"
-                   for key in shown_wanted if key in saved and shape(saved[key]) != shape(wanted[key])]
-    differences += [f"{key}: in the model, not in the checkpoint"
-                    for key in shown_wanted if key not in saved]
-    differences += [f"{key}: in the checkpoint, not in the model"
-                    for key in shown_saved if key not in wanted]
+                   for key in wanted if key in saved and shape(saved[key]) != shape(wanted[key])]
+    differences += [f"{key}: in the model, not in the checkpoint" for key in wanted if key not in saved]
+    differences += [f"{key}: in the checkpoint, not in the model" for key in saved if key not in wanted]
     if differences:
         shown = "; ".join(differences[:MAX_DIFFERENCES])
         more = f" (and {len(differences) - MAX_DIFFERENCES} more)" \
             if len(differences) > MAX_DIFFERENCES else ""
         raise ConfigError(f"{ckpt_path} holds weights of another net or dataset: {shown}{more}")
     return checkpoint
-
-
-def _distinct(state: dict[str, torch.Tensor]) -> list[str]:
-    """The keys of a state dict but those naming a tensor an earlier key names (the Classifier
-    registers its net twice, as ``net`` and ``forward_fn``): each difference is reported once."""
-    first: set[tuple[int, tuple[int, ...]]] = set()
-    keys = []
-    for key, value in state.items():
-        alias = (value.data_ptr(), tuple(value.shape)) if isinstance(value, torch.Tensor) and \
-            value.numel() else None
-        if alias is None or alias not in first:
-            keys.append(key)
-            first.add(alias)
-    return keys
 
 
 def load_weights(model: pl.LightningModule, datamodule: pl.LightningDataModule,
@@ -175,20 +162,25 @@ def read_inputs(path: Path, input_shape: tuple[int, ...]) -> tuple[torch.Tensor,
     return images, [str(i) for i in range(len(images))]
 
 
-@torch.no_grad()
-def predict_proba(model: pl.LightningModule, datamodule: ImageDataModule, images: torch.Tensor,
-                  batch_size: int, device: torch.device) -> torch.Tensor:
-    """Class probabilities (N, num_classes) of images, normalized as the run's training split."""
-    model.eval().to(device)
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        if x.dtype == torch.uint8:
-            x = datamodule.to_model_input(x)
-        else:  # (x01 - shift) / scale, the DataModule's normalization of [0, 1] images
-            x = (x.float() - datamodule.shift.view(1, -1, 1, 1)) / datamodule.scale.view(1, -1, 1, 1)
-        out.append(model(x.to(device)).float().softmax(dim=1).cpu())
-    return torch.cat(out)
+def predict_proba(trainer: pl.Trainer, model: pl.LightningModule, datamodule: ImageDataModule,
+                  images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Class probabilities (N, num_classes) of images, normalized as the run's training split.
+
+    They come from ``trainer.predict``, i.e. the model's ``predict_step``: the logits its test
+    step scores, with the run's test-time views (``model.tta_*``) and the trainer's precision,
+    so on the test split their argmax scores the run's ``test/acc``.
+    """
+    # the normalization the DataModule gives test batches, in the dtype it gives them
+    dtype = torch.float64 if model.dtype == torch.float64 else torch.float32
+    if images.dtype == torch.uint8:
+        x = datamodule.to_model_input(images, dtype)
+    else:  # (x01 - shift) / scale, the DataModule's normalization of [0, 1] images
+        x = (images.to(dtype) - datamodule.shift.view(1, -1, 1, 1).to(dtype)) \
+            / datamodule.scale.view(1, -1, 1, 1).to(dtype)
+    # batches of (images, their indices): predict_step reads the images only
+    batches = TensorBatchLoader.from_tensors(x, torch.arange(len(x)), batch_size, shuffle=False,
+                                           drop_last=False)
+    return torch.cat(trainer.predict(model, dataloaders=batches))
 
 
 def write_predictions(path: Path, names: list[str], probs: torch.Tensor) -> Path:
@@ -235,8 +227,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         tested = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update(flat_metrics(tested[0]) if tested else {})
     if images is not None:
-        probs = predict_proba(model, datamodule, images, cfg.predict_batch_size,
-                              trainer.strategy.root_device)
+        probs = predict_proba(trainer, model, datamodule, images, cfg.predict_batch_size)
         results["predictions"] = str(write_predictions(out_dir / PREDICTIONS, names, probs))
         results["n_predictions"] = len(names)
     results["wall_s"] = time.perf_counter() - start

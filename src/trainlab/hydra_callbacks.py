@@ -150,10 +150,21 @@ class SlurmPreflight(Callback):
             log.warning("%s", note)
 
 
+# sweepers whose workers run side by side in one sweep dir (the Optuna search: several
+# processes, or a SLURM array, draw trials from one study); each trial's dir has its owner
+SHARED_SWEEP_DIRS = ("OptunaSearch",)
+
+
+def shares_its_sweep_dir(config: DictConfig) -> bool:
+    """Whether the sweep's workers share its dir by design (:data:`SHARED_SWEEP_DIRS`)."""
+    return str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith(SHARED_SWEEP_DIRS)
+
+
 class ClaimSweepDir(Callback):
     """One owner per sweep dir (:mod:`trainlab.run_owner`), claimed before the launcher writes
-    into it. A sweep run again into its own dir (to continue it) must be the same sweep: the
-    same overrides but for how it is continued (``retry_failed``), with every trial's
+    into it (none for a sweeper whose workers share the dir, :data:`SHARED_SWEEP_DIRS`). A
+    sweep run again into its own dir (to continue it) must be the same sweep: the same
+    overrides but for how it is continued (``retry_failed``), with every trial's
     ``results.json`` readable; else it is refused with the dir as it was. The earlier
     ``multirun.yaml`` is kept as ``multirun.<k>.yaml`` before Hydra writes this invocation's.
     Each job's own dir is claimed as Hydra resolves its ``hydra.output_subdir``
@@ -176,7 +187,10 @@ class ClaimSweepDir(Callback):
                     rundir.read_results(trial)
 
         try:
-            run_owner.claim(sweep_dir, same_sweep)
+            if shares_its_sweep_dir(config):
+                same_sweep()
+            else:
+                run_owner.claim(sweep_dir, same_sweep)
         except rundir.RunDirError as err:
             raise run_owner.refuse(err) from None  # SystemExit: Hydra would turn others into warnings
         if record.is_file():

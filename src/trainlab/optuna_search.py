@@ -162,10 +162,12 @@ class OptunaSearchBase(Sweeper):
 
 
 def trial_id(trial) -> int:
-    """The storage's id of a trial, which a job needs to rebuild it (``optuna.trial.Trial``).
-    Optuna keeps it private: the one use of a private name of Optuna's in trainlab
-    (tests/test_private_api.py fails when it moves)."""
-    return trial._trial_id
+    """The storage's id of a trial, which a job needs to rebuild it (``optuna.trial.Trial``),
+    asked of the storage by the study's name and the trial's number (``Trial`` keeps its own
+    private)."""
+    storage = trial.storage
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
 
 
 def trial_dir_name(study, trial) -> str:

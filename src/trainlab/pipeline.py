@@ -28,8 +28,9 @@ from trainlab.console import print_config_tree, summary
 from trainlab.data.sources import DataUnavailableError
 from trainlab.errors import ConfigError
 from trainlab.evaluation import check_checkpoint, load_weights
+from trainlab.generalization_gap import add_gaps, train_split_metrics
 from trainlab.provenance import provenance
-from trainlab.results import add_gaps, flat_metrics, write_results
+from trainlab.results import flat_metrics, write_results
 from trainlab.run_owner import launch_rank
 from trainlab.run_pictures import write_run_pictures
 from trainlab.runtime import intra_op_threads, nvml_check, settings_line
@@ -114,6 +115,7 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer: pl.Trainer, ckpt_p
             load_weights(model, datamodule, Path(best))
         tested = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update(flat_metrics(tested[0]) if tested else {})
+        results.update(train_split_metrics(trainer, model, datamodule))  # the same weights, eval mode
         results["tested_checkpoint"] = Path(best).name if best else "final weights"
     if trainer.is_global_zero:
         write_run_pictures(Path(trainer.default_root_dir), getattr(model, "confusion", None))

@@ -40,15 +40,6 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
     return out
 
 
-def add_gaps(results: dict[str, Any]) -> dict[str, Any]:
-    """Generalization gaps: ``gap/acc = train/acc - test/acc``, ``gap/loss = test/loss - train/loss``."""
-    if "train/acc" in results and "test/acc" in results:
-        results["gap/acc"] = results["train/acc"] - results["test/acc"]
-    if "train/loss" in results and "test/loss" in results:
-        results["gap/loss"] = results["test/loss"] - results["train/loss"]
-    return results
-
-
 def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
     """Write ``results`` as sorted JSON atomically (:mod:`trainlab.atomic_files`); NaN/inf become null."""
     path = Path(path)

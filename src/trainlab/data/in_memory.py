@@ -12,10 +12,11 @@ from trainlab.data.batches import TensorBatchLoader
 class InMemoryDataModule(pl.LightningDataModule):
     """``self.splits`` maps ``train``/``val``/``test`` to ``(x, y)`` tensors, filled by ``setup``.
 
-    Batches are cut by :class:`TensorBatchLoader` (per-epoch order from ``shuffle_seed`` and
-    the epoch, DDP shards by rank). Training on a GPU, each split is copied there once and
-    batches are cut there, so nothing crosses the bus per step. Subclasses set
-    ``batch_size``, ``shuffle_seed`` and ``eval_batch_size`` (None: a split is one batch).
+    Batches are cut by a :class:`TensorBatchLoader` (per-epoch order from ``shuffle_seed`` and
+    the epoch, DDP shards by rank, the position inside an epoch saved in checkpoints). Training
+    on a GPU, each split is copied there once and batches are cut there, so nothing crosses the
+    bus per step. Subclasses set ``batch_size``, ``shuffle_seed`` and ``eval_batch_size`` (None:
+    a split is one batch).
     """
 
     batch_size: int
@@ -44,14 +45,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         x, y = self._resident(split, device)
-        return TensorBatchLoader(
+        return TensorBatchLoader.from_tensors(
             x, y, batch_size=self.batch_size if train else self.eval_batch_size or len(x),
             shuffle=train, drop_last=train and self.drop_last_train, seed=self.shuffle_seed,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
-            batches_done=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-            if train and trainer is not None else None,
         )
 
     @override
