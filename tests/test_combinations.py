@@ -128,7 +128,7 @@ def straight_and_stopped(pair: tuple[str, ...], tmp_path: Path) -> None:
         assert_same_weights(straight, resumed)
 
 
-def tested_equals_eval(pair: tuple[str, ...], tmp_path: Path) -> None:
+def check_tested_equals_eval(pair: tuple[str, ...], tmp_path: Path) -> None:
     """The run's test metrics equal its tested checkpoint's, loaded afresh into a model built
     from the same config (as eval.py does; with ``compile`` the fresh model is not compiled)."""
     overrides = overrides_of(pair)
@@ -157,7 +157,7 @@ def test_a_pair_of_features_keeps_what_each_promises(pair, tmp_path):
             pair = tuple(p for p in pair if p != "sigterm")
         straight_and_stopped(pair, tmp_path)
     else:
-        tested_equals_eval(pair, tmp_path)
+        check_tested_equals_eval(pair, tmp_path)
 
 
 DDP_PAIRS = ("accumulation", "ema", "float64", "tta", "clipping")
@@ -167,9 +167,10 @@ DDP_PAIRS = ("accumulation", "ema", "float64", "tta", "clipping")
 @pytest.mark.parametrize("feature", DDP_PAIRS)
 def test_ddp_cpu_with_a_feature_runs_and_tests_what_it_trained(feature, tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(*overrides_of((feature,), epochs=2), "trainer=ddp_cpu", f"hydra.run.dir={run}")
+    proc = run_cli(*overrides_of((feature,), epochs=4), "data.batch_size=32", "trainer=ddp_cpu",
+                   f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
-    assert results["status"] == "ok" and results["epoch"] == 2
+    assert results["status"] == "ok" and results["epoch"] == 4
     assert results["test/acc"] > 0.5
     assert not subprocess.run(["pgrep", "-f", str(run)], capture_output=True).stdout  # ranks ended

@@ -97,3 +97,21 @@ def test_a_sigterm_inside_an_accumulation_cycle_resumes_to_the_same_weights(tmp_
     assert resumed.global_step == straight.global_step
     for (name, a), (_, b) in zip(expected.state_dict().items(), got.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_float64_run_resumes_to_the_same_weights(tmp_path):
+    """Lightning restores the weights before it converts the module to float64: the classifier
+    converts itself first, so no weight passes through float32."""
+    def fit(root, *callbacks, ckpt_path=None):
+        trainer = tiny_trainer(root, max_epochs=EPOCHS, precision="64-true",
+                               callbacks=[SeedEveryEpoch(7), *callbacks])
+        module = model()
+        trainer.fit(module, datamodule=data(), ckpt_path=ckpt_path, weights_only=True)
+        return module
+
+    expected = fit(tmp_path / "a")
+    ckpt = tmp_path / "b" / "last.ckpt"
+    fit(tmp_path / "b", Interrupt(1, 2, how="save_at_batch_end", path=ckpt))
+    got = fit(tmp_path / "c", ckpt_path=ckpt)
+    for (name, a), (_, b) in zip(expected.state_dict().items(), got.state_dict().items(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name

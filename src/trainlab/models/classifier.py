@@ -262,6 +262,14 @@ class Classifier(pl.LightningModule):
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning loads a resumed run's weights before its precision plugin converts the
+        # module (on one device): a 64-true run's float64 weights would pass through float32
+        try:
+            precision = str(self.trainer.precision)
+        except RuntimeError:  # loaded outside a Trainer (load_from_checkpoint)
+            precision = ""
+        if precision.startswith("64"):
+            self.double()
         ranks = checkpoint.get(TRAIN_METRICS_KEY) or []
         for name, state in (ranks[self.global_rank] if self.global_rank < len(ranks) else {}).items():
             for key, value in state.items():
