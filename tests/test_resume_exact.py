@@ -49,8 +49,9 @@ class Interrupt(pl.Callback):
             trainer.should_stop = True
 
 
-def run(tmp_path, *callbacks, ckpt_path=None):
-    trainer = tiny_trainer(tmp_path, max_epochs=EPOCHS, callbacks=[SeedEveryEpoch(7), *callbacks])
+def run(tmp_path, *callbacks, ckpt_path=None, **trainer_kwargs):
+    trainer = tiny_trainer(tmp_path, max_epochs=EPOCHS, callbacks=[SeedEveryEpoch(7), *callbacks],
+                           **trainer_kwargs)
     module = model()
     trainer.fit(module, datamodule=data(), ckpt_path=ckpt_path, weights_only=True)
     return trainer, module
@@ -80,11 +81,7 @@ def test_a_sigterm_inside_an_accumulation_cycle_resumes_to_the_same_weights(tmp_
     """SIGTERM after batch 0 of epoch 1: the stop waits for the optimizer step that ends the
     cycle (a checkpoint holds no accumulated gradients), so the resumed run loses nothing."""
     def fit(root, *callbacks, ckpt_path=None):
-        trainer = tiny_trainer(root, max_epochs=EPOCHS, accumulate_grad_batches=accumulate,
-                               callbacks=[SeedEveryEpoch(7), *callbacks])
-        module = model()
-        trainer.fit(module, datamodule=data(), ckpt_path=ckpt_path, weights_only=True)
-        return trainer, module
+        return run(root, *callbacks, ckpt_path=ckpt_path, accumulate_grad_batches=accumulate)
 
     straight, expected = fit(tmp_path / "a")
     ckpt = tmp_path / "b" / "last.ckpt"
@@ -102,16 +99,9 @@ def test_a_sigterm_inside_an_accumulation_cycle_resumes_to_the_same_weights(tmp_
 def test_a_float64_run_resumes_to_the_same_weights(tmp_path):
     """Lightning restores the weights before it converts the module to float64: the classifier
     converts itself first, so no weight passes through float32."""
-    def fit(root, *callbacks, ckpt_path=None):
-        trainer = tiny_trainer(root, max_epochs=EPOCHS, precision="64-true",
-                               callbacks=[SeedEveryEpoch(7), *callbacks])
-        module = model()
-        trainer.fit(module, datamodule=data(), ckpt_path=ckpt_path, weights_only=True)
-        return module
-
-    expected = fit(tmp_path / "a")
+    _, expected = run(tmp_path / "a", precision="64-true")
     ckpt = tmp_path / "b" / "last.ckpt"
-    fit(tmp_path / "b", Interrupt(1, 2, how="save_at_batch_end", path=ckpt))
-    got = fit(tmp_path / "c", ckpt_path=ckpt)
+    run(tmp_path / "b", Interrupt(1, 2, how="save_at_batch_end", path=ckpt), precision="64-true")
+    _, got = run(tmp_path / "c", ckpt_path=ckpt, precision="64-true")
     for (name, a), (_, b) in zip(expected.state_dict().items(), got.state_dict().items(), strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b), name
