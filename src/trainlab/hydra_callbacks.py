@@ -4,8 +4,6 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
 
     hydra:
       callbacks:
-        claim_sweep_dir:
-          _target_: trainlab.hydra_callbacks.ClaimSweepDir
         report:
           _target_: trainlab.hydra_callbacks.SweepReport
         release_ddp:
@@ -14,6 +12,8 @@ Registered by the training config (``conf/hydra/default.yaml``) as::
           _target_: trainlab.hydra_callbacks.FinishTrackers
         slurm_preflight:
           _target_: trainlab.hydra_callbacks.SlurmPreflight
+        claim_sweep_dir:
+          _target_: trainlab.hydra_callbacks.ClaimSweepDir
 """
 
 from __future__ import annotations
