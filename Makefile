@@ -20,7 +20,7 @@ train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
 # Test tiers (tests/conftest.py says which test is which): unit and integration run in one
-# process in under two minutes on 2 cores; e2e starts train.py, eval.py, the CLI and a wheel install.
+# process in about three minutes on 2 cores; e2e starts train.py, eval.py, the CLI and a wheel install.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'unit or integration' $(ARGS)
 
