@@ -9,7 +9,7 @@ and SLURM tasks > 0 of the owner's job take no lock: their rank 0 holds it for t
 Hydra saves ``.hydra/config.yaml`` into a job's dir before the task function and before any
 job callback runs (``hydra.core.utils.run_job``). The first trainlab code that runs once the
 dir is known and before that save is the ``hydra.output_subdir`` resolver, so a job's dir is
-claimed and checked there (:func:`claim_job_dir`, registered by :mod:`trainlab.resolvers`); a
+claimed and checked there (:func:`trainlab.resolvers.claimed_config_subdir`); a
 sweep dir is claimed by the ``on_multirun_start`` callback, before the launcher rewrites its
 ``multirun.yaml`` (:class:`trainlab.hydra_callbacks.ClaimSweepDir`). Light: no torch.
 """
